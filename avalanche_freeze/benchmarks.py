@@ -1,0 +1,350 @@
+"""Class-incremental image benchmarks for self-supervised continual learning.
+
+Every benchmark is an Avalanche class-incremental benchmark (``nc_benchmark``)
+whose datasets yield un-augmented ``float`` image tensors in ``[0, 1]``; the
+strategy applies the two-view augmentation on the device. Available:
+
+===================  ==========================  ======================================
+name                 default split               data
+===================  ==========================  ======================================
+``fmnist``           5 tasks x 2 classes         embedded: Fashion-MNIST (see below)
+``cifar10``          5 tasks x 2 classes         ``<data_root>/cifar-10-batches-py/``
+``cifar100``         20 tasks x 5 classes        ``<data_root>/cifar-100-python/``
+``tinyimagenet``     20 tasks x 5 (classes 0-99) ``<data_root>/tiny-imagenet-200/``
+===================  ==========================  ======================================
+
+Fashion-MNIST is looked for, in order, in ``data_root`` (the four IDX files,
+gzipped or not, directly or under ``FashionMNIST/raw``), in Debian's
+``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``),
+then fetched with torchvision's downloader into ``data_root``.
+
+Example:
+    >>> bench = make_benchmark("fmnist", max_train_per_task=100, max_test_per_task=50)  # doctest: +SKIP
+    >>> len(bench.benchmark.train_stream)  # doctest: +SKIP
+    5
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .augmentations import TwoViewAugmentation
+
+__all__ = [
+    "BENCHMARKS",
+    "DEBIAN_FASHION_MNIST",
+    "DatasetError",
+    "ImageTensorDataset",
+    "SSLBenchmark",
+    "make_benchmark",
+]
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+FMNIST_FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class DatasetError(RuntimeError):
+    """A dataset directory is missing, incomplete or corrupt."""
+
+
+@dataclass(frozen=True)
+class _Spec:
+    image_size: int
+    channels: int
+    num_classes: int
+    default_experiences: int
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    layout: str
+
+
+BENCHMARKS: Dict[str, _Spec] = {
+    "fmnist": _Spec(28, 1, 10, 5, (0.2860,), (0.3530,),
+                    "the four Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], ...)"),
+    "cifar10": _Spec(32, 3, 10, 5, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+                     "<data_root>/cifar-10-batches-py/{data_batch_1..5,test_batch} (torchvision layout)"),
+    "cifar100": _Spec(32, 3, 100, 20, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                      "<data_root>/cifar-100-python/{train,test} (torchvision layout)"),
+    "tinyimagenet": _Spec(64, 3, 100, 20, (0.4802, 0.4481, 0.3975), (0.2302, 0.2265, 0.2262),
+                          "<data_root>/tiny-imagenet-200/{wnids.txt,train/<wnid>/images/*.JPEG,"
+                          "val/images/*.JPEG,val/val_annotations.txt}"),
+}
+
+
+class ImageTensorDataset(Dataset):
+    """Images kept as one ``uint8`` tensor ``[N, C, H, W]``; items are ``(float image, label)``.
+
+    Args:
+        images: ``uint8`` tensor of shape ``[N, C, H, W]``.
+        targets: ``N`` integer class labels.
+    """
+
+    def __init__(self, images: Tensor, targets: Sequence[int]) -> None:
+        if images.dim() != 4 or images.dtype != torch.uint8:
+            raise ValueError(f"images must be a uint8 tensor [N, C, H, W]; got {images.dtype} {tuple(images.shape)}")
+        if len(targets) != len(images):
+            raise ValueError(f"{len(images)} images but {len(targets)} targets")
+        self.images = images
+        self.targets = [int(t) for t in targets]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int):
+        return self.images[index].float().div_(255.0), self.targets[index]
+
+
+@dataclass
+class SSLBenchmark:
+    """An Avalanche benchmark together with what the strategy needs to train on it.
+
+    Attributes:
+        name: benchmark name.
+        benchmark: the Avalanche class-incremental benchmark.
+        augmentation: its two-view augmentation (image size, channels, normalisation).
+        num_classes: number of classes in the benchmark.
+        in_channels: image channels, for building the backbone.
+    """
+
+    name: str
+    benchmark: object
+    augmentation: TwoViewAugmentation
+    num_classes: int
+    in_channels: int
+
+
+# --------------------------------------------------------------------- loaders
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError) as exc:
+        raise DatasetError(f"cannot read {path}: {exc}") from exc
+    if len(data) < 8 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise DatasetError(f"{path} is not an unsigned-byte IDX file (bad header)")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    offset = 4 + 4 * ndim
+    expected = int(np.prod(dims))
+    if len(data) - offset != expected:
+        raise DatasetError(f"{path} is truncated or corrupt: {len(data) - offset} bytes of data, expected {expected}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
+
+
+def _find_fmnist_dir(candidates: Sequence[Path]) -> Optional[Dict[str, Path]]:
+    for base in candidates:
+        for d in (base, base / "FashionMNIST" / "raw"):
+            found = {}
+            for key, stem in FMNIST_FILES.items():
+                for name in (stem + ".gz", stem):
+                    if (d / name).is_file():
+                        found[key] = d / name
+                        break
+            if len(found) == 4:
+                return found
+    return None
+
+
+def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorDataset, ImageTensorDataset]:
+    candidates = [Path(data_root)] if data_root else []
+    candidates.append(DEBIAN_FASHION_MNIST)
+    files = _find_fmnist_dir(candidates)
+    tried_download = ""
+    if files is None and download:
+        root = Path(data_root or Path.home() / ".cache" / "avalanche_freeze")
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            FashionMNIST(str(root), train=True, download=True)
+            FashionMNIST(str(root), train=False, download=True)
+            files = _find_fmnist_dir([root])
+        except Exception as exc:  # network errors take many forms
+            tried_download = f" (download into {root} failed: {type(exc).__name__}: {exc})"
+    if files is None:
+        raise DatasetError(
+            "Fashion-MNIST not found. Looked in: "
+            + (f"data_root={data_root!r}; " if data_root else "data_root (not set); ")
+            + f"{DEBIAN_FASHION_MNIST} (install it with `apt-get install dataset-fashion-mnist`); "
+            + "torchvision download" + (tried_download or " (disabled)")
+            + ". Expected " + BENCHMARKS["fmnist"].layout
+        )
+    arrays = {k: _read_idx(p) for k, p in files.items()}
+    for split in ("train", "test"):
+        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
+            raise DatasetError(f"{files[split + '_images']} and {files[split + '_labels']} have different lengths")
+    return tuple(  # type: ignore[return-value]
+        ImageTensorDataset(torch.from_numpy(arrays[f"{s}_images"].copy()).unsqueeze(1), arrays[f"{s}_labels"].tolist())
+        for s in ("train", "test")
+    )
+
+
+def _load_cifar(name: str, data_root: Optional[str]) -> Tuple[ImageTensorDataset, ImageTensorDataset]:
+    spec = BENCHMARKS[name]
+    if not data_root:
+        raise DatasetError(f"benchmark {name!r} needs data_root; expected layout: {spec.layout}")
+    folder = Path(data_root) / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    files = ([f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]) if name == "cifar10" else (["train"], ["test"])
+    out = []
+    for split_files in files:
+        images, labels = [], []
+        for fname in split_files:
+            path = folder / fname
+            if not path.is_file():
+                raise DatasetError(f"missing {path}; expected layout: {spec.layout}")
+            try:
+                with open(path, "rb") as f:
+                    entry = pickle.load(f, encoding="latin1")
+                data = np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+                lab = entry["labels"] if "labels" in entry else entry["fine_labels"]
+            except Exception as exc:
+                raise DatasetError(f"{path} is corrupt or not a CIFAR batch file: {exc}") from exc
+            images.append(data)
+            labels.extend(lab)
+        out.append(ImageTensorDataset(torch.from_numpy(np.concatenate(images)), labels))
+    return out[0], out[1]
+
+
+def _load_tinyimagenet(data_root: Optional[str], num_classes: int) -> Tuple[ImageTensorDataset, ImageTensorDataset]:
+    from PIL import Image
+
+    spec = BENCHMARKS["tinyimagenet"]
+    if not data_root:
+        raise DatasetError(f"benchmark 'tinyimagenet' needs data_root; expected layout: {spec.layout}")
+    root = Path(data_root) / "tiny-imagenet-200"
+    wnids_file = root / "wnids.txt"
+    ann_file = root / "val" / "val_annotations.txt"
+    for p in (wnids_file, ann_file, root / "train"):
+        if not p.exists():
+            raise DatasetError(f"missing {p}; expected layout: {spec.layout}")
+    wnids = sorted(w.strip() for w in wnids_file.read_text().split() if w.strip())[:num_classes]
+    index = {w: i for i, w in enumerate(wnids)}
+
+    def load(paths_labels: List[Tuple[Path, int]]) -> ImageTensorDataset:
+        arr = np.empty((len(paths_labels), 64, 64, 3), dtype=np.uint8)
+        for i, (p, _) in enumerate(paths_labels):
+            try:
+                with Image.open(p) as im:
+                    arr[i] = np.asarray(im.convert("RGB").resize((64, 64)))
+            except Exception as exc:
+                raise DatasetError(f"cannot read image {p}: {exc}") from exc
+        return ImageTensorDataset(torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous(), [l for _, l in paths_labels])
+
+    train = []
+    for w in wnids:
+        img_dir = root / "train" / w / "images"
+        files = sorted(img_dir.glob("*.JPEG"))
+        if not files:
+            raise DatasetError(f"no images in {img_dir}; expected layout: {spec.layout}")
+        train.extend((f, index[w]) for f in files)
+    test = []
+    for line in ann_file.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[1] in index:
+            test.append((root / "val" / "images" / parts[0], index[parts[1]]))
+    return load(train), load(test)
+
+
+def _subsample(ds: ImageTensorDataset, per_class: Optional[int], rng: random.Random) -> ImageTensorDataset:
+    if per_class is None:
+        return ds
+    by_class: Dict[int, List[int]] = {}
+    for i, t in enumerate(ds.targets):
+        by_class.setdefault(t, []).append(i)
+    keep: List[int] = []
+    for c in sorted(by_class):
+        idx = by_class[c]
+        keep.extend(sorted(rng.sample(idx, min(per_class, len(idx)))))
+    keep.sort()
+    return ImageTensorDataset(ds.images[keep], [ds.targets[i] for i in keep])
+
+
+def make_benchmark(
+    name: str = "fmnist",
+    *,
+    data_root: Optional[str] = None,
+    n_experiences: Optional[int] = None,
+    num_classes: Optional[int] = None,
+    class_order: Optional[Sequence[int]] = None,
+    shuffle_classes: bool = False,
+    seed: int = 0,
+    max_train_per_task: Optional[int] = None,
+    max_test_per_task: Optional[int] = None,
+    download: bool = True,
+) -> SSLBenchmark:
+    """Build a class-incremental benchmark by name.
+
+    Args:
+        name: one of :data:`BENCHMARKS` (``fmnist``, ``cifar10``, ``cifar100``, ``tinyimagenet``).
+        data_root: directory with the data (torchvision's layout; see the module docs).
+        n_experiences: number of tasks (default: 5 for 10-class sets, 20 otherwise).
+        num_classes: Tiny-ImageNet only: 100 (default, classes 0-99 as in LUMP) or 200.
+        class_order: explicit class order (default: 0, 1, 2, ...).
+        shuffle_classes: shuffle the class order with ``seed``.
+        seed: seed of the class shuffle and of the subsampling.
+        max_train_per_task: cap on training images per task (class-balanced), for quick runs.
+        max_test_per_task: cap on test images per task (class-balanced).
+        download: Fashion-MNIST only: allow torchvision's download as a last resort.
+
+    Raises:
+        ValueError: unknown name or inconsistent split.
+        DatasetError: data missing or corrupt (the message names the path and layout).
+    """
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+
+    key = name.lower()
+    if key not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r}; accepted: {', '.join(BENCHMARKS)}")
+    spec = BENCHMARKS[key]
+    n_cls = spec.num_classes
+    if num_classes is not None:
+        if key != "tinyimagenet" or num_classes not in (100, 200):
+            accepted = "100 or 200 (tinyimagenet only)"
+            raise ValueError(f"num_classes={num_classes} is not accepted for {key!r}; accepted: {accepted}")
+        n_cls = num_classes
+    n_exp = n_experiences or spec.default_experiences
+    if n_exp < 1 or n_cls % n_exp:
+        raise ValueError(f"n_experiences={n_exp} must be >= 1 and divide the {n_cls} classes of {key!r}")
+
+    if key == "fmnist":
+        train, test = _load_fmnist(data_root, download)
+    elif key in ("cifar10", "cifar100"):
+        train, test = _load_cifar(key, data_root)
+    else:
+        train, test = _load_tinyimagenet(data_root, n_cls)
+
+    cls_per_task = n_cls // n_exp
+    rng = random.Random(seed)
+    train = _subsample(train, None if max_train_per_task is None else max(1, max_train_per_task // cls_per_task), rng)
+    test = _subsample(test, None if max_test_per_task is None else max(1, max_test_per_task // cls_per_task), rng)
+
+    if class_order is None:
+        order = list(range(n_cls))
+        if shuffle_classes:
+            random.Random(seed).shuffle(order)
+    else:
+        order = [int(c) for c in class_order]
+        if sorted(order) != list(range(n_cls)):
+            raise ValueError(f"class_order={order} must be a permutation of 0..{n_cls - 1}")
+    bench = nc_benchmark(
+        train, test, n_experiences=n_exp, task_labels=False,
+        shuffle=False, fixed_class_order=order,
+    )
+    aug = TwoViewAugmentation(image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std)
+    return SSLBenchmark(name=key, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=spec.channels)

@@ -1,0 +1,80 @@
+"""Summary metrics of a continual run, computed from its accuracy matrix.
+
+``acc[i][j]`` is the accuracy on task ``j`` after training task ``i`` (``None`` or
+NaN where task ``j`` was not evaluated). With ``T`` tasks:
+
+* average accuracy = ``mean_j acc[T-1][j]``;
+* forgetting of task ``j < T-1`` = ``max_{j <= i < T-1} acc[i][j] - acc[T-1][j]``,
+  averaged over ``j`` (the paper's definition);
+* BWT = ``mean_{j < T-1} (acc[T-1][j] - acc[j][j])``.
+
+Example:
+    >>> m = [[0.9, None], [0.7, 0.8]]
+    >>> round(average_accuracy(m), 3), round(forgetting(m), 3), round(backward_transfer(m), 3)
+    (0.75, 0.2, -0.2)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence
+
+__all__ = ["average_accuracy", "backward_transfer", "forgetting", "summarize"]
+
+Matrix = Sequence[Sequence[Optional[float]]]
+
+
+def _value(m: Matrix, i: int, j: int) -> Optional[float]:
+    if j >= len(m[i]):
+        return None
+    v = m[i][j]
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def _check(m: Matrix) -> int:
+    if not m or not m[-1]:
+        raise ValueError("the accuracy matrix is empty")
+    return len(m)
+
+
+def average_accuracy(m: Matrix) -> float:
+    """Mean accuracy over the tasks trained so far, after the last trained task."""
+    t = _check(m)
+    vals = [_value(m, t - 1, j) for j in range(t)]
+    known = [v for v in vals if v is not None]
+    if len(known) != t:
+        raise ValueError(f"the last row must have an accuracy for tasks 0..{t - 1}; got {list(m[-1])}")
+    return sum(known) / t
+
+
+def forgetting(m: Matrix) -> float:
+    """Average max-based forgetting over tasks 0..T-2 (0.0 for a single task)."""
+    t = _check(m)
+    drops = []
+    for j in range(t - 1):
+        past = [v for i in range(j, t - 1) if (v := _value(m, i, j)) is not None]
+        last = _value(m, t - 1, j)
+        if past and last is not None:
+            drops.append(max(past) - last)
+    return sum(drops) / len(drops) if drops else 0.0
+
+
+def backward_transfer(m: Matrix) -> float:
+    """Average change on earlier tasks between right after learning them and the end."""
+    t = _check(m)
+    diffs = []
+    for j in range(t - 1):
+        first, last = _value(m, j, j), _value(m, t - 1, j)
+        if first is not None and last is not None:
+            diffs.append(last - first)
+    return sum(diffs) / len(diffs) if diffs else 0.0
+
+
+def summarize(m: Matrix) -> dict:
+    """``{"avg_acc", "forgetting", "bwt"}`` of an accuracy matrix."""
+    return {"avg_acc": average_accuracy(m), "forgetting": forgetting(m), "bwt": backward_transfer(m)}
+
+
+def as_rows(m: Matrix) -> List[List[Optional[float]]]:
+    """A plain list-of-lists copy (JSON friendly, NaN -> None)."""
+    return [[_value(m, i, j) for j in range(len(row))] for i, row in enumerate(m)]

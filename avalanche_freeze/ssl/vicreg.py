@@ -1,0 +1,61 @@
+"""VICReg (Bardes et al., ICLR 2022)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from lightly.loss import VICRegLoss
+from lightly.models.modules.heads import VICRegProjectionHead
+from torch import Tensor, nn
+
+from .base import SSLMethod, SSLOutput
+
+__all__ = ["VICReg"]
+
+
+class VICReg(SSLMethod):
+    """VICReg: invariance (MSE) + variance (hinge on std) + covariance (off-diagonal) terms.
+
+    ``loss = lambda * mse(z1, z2) + mu * [v(z1) + v(z2)] + nu * [c(z1) + c(z2)]`` with
+    ``v(z) = mean_j relu(1 - sqrt(var_j(z) + eps))`` and ``c(z) = sum_{i != j} cov_ij(z)^2 / d``.
+
+    Args:
+        feature_dim: backbone feature dimension.
+        proj_dim: width of the 3-layer projector.
+        lambda_inv, mu_var, nu_cov: the three weights (25, 25, 1).
+        backbone: unused.
+
+    Example:
+        >>> import torch
+        >>> m = VICReg(feature_dim=8, proj_dim=16)
+        >>> float(m.loss_from_features(torch.randn(4, 8), torch.randn(4, 8), view1=None, view2=None).loss) > 0
+        True
+    """
+
+    name = "vicreg"
+
+    def __init__(
+        self,
+        *,
+        feature_dim: int,
+        proj_dim: int = 2048,
+        lambda_inv: float = 25.0,
+        mu_var: float = 25.0,
+        nu_cov: float = 1.0,
+        backbone: Optional[nn.Module] = None,
+    ) -> None:
+        super().__init__(feature_dim=feature_dim)
+        self.projector = VICRegProjectionHead(feature_dim, proj_dim, proj_dim, num_layers=3)
+        self.criterion = VICRegLoss(lambda_param=lambda_inv, mu_param=mu_var, nu_param=nu_cov)
+        self._proj_dim = proj_dim
+
+    @property
+    def projection_dim(self) -> int:
+        return self._proj_dim
+
+    def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
+        z1, z2 = self.projector(f1), self.projector(f2)
+        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
+
+    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
+        return self.criterion(a, b.detach())

@@ -1,0 +1,99 @@
+"""Command line: ``avalanche-freeze run [--config FILE] [--strategy NAME] [--set key=value ...]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+from .config import STRATEGIES, ConfigError, ExperimentConfig
+
+__all__ = ["main", "recipe_path"]
+
+#: Where the strategy recipes (``strategies/<name>.yaml``) live in a source checkout.
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "strategies"
+
+
+def recipe_path(name: str, recipes_dir: Path = RECIPES_DIR) -> Optional[Path]:
+    """The recipe file of strategy ``name``, if the checkout has one."""
+    path = recipes_dir / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="avalanche-freeze", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one experiment and print its results table")
+    run.add_argument("--config", action="append", default=[], type=Path,
+                     help="YAML config file (repeatable; later files win)")
+    run.add_argument("--strategy", choices=STRATEGIES, help="strategy recipe (loads strategies/NAME.yaml)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (repeatable)")
+    run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
+    run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    run.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline unless logged in)")
+    run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
+    sub.add_parser("list", help="list strategies, SSL methods and config keys")
+    return p
+
+
+def _wandb_logger(cfg: ExperimentConfig, output: Path):
+    from avalanche.logging import WandBLogger
+    from wandb.sdk.lib.runid import generate_id
+
+    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
+        os.environ.setdefault("WANDB_MODE", "offline")
+    run_name = f"{cfg.benchmark}-{cfg.ssl}-{cfg.strategy}-s{cfg.seed}"
+    return WandBLogger(project_name=cfg.wandb_project, run_name=run_name, dir=str(output),
+                       config=cfg.to_dict(), params={"id": os.environ.get("WANDB_RUN_ID") or generate_id()})
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "list":
+        from .ssl import available_ssl_methods
+
+        print("strategies:  " + ", ".join(STRATEGIES))
+        print("ssl methods: " + ", ".join(available_ssl_methods()))
+        print("config keys: " + ", ".join(ExperimentConfig.keys()))
+        return 0
+    try:
+        files = []
+        base = {}
+        if args.strategy:
+            base["strategy"] = args.strategy
+            path = recipe_path(args.strategy)
+            if path is not None:
+                files.append(path)
+        files.extend(args.config)
+        overrides = list(args.overrides)
+        if args.strategy:
+            overrides.append(f"strategy={args.strategy}")
+        if args.wandb:
+            overrides.append("wandb=true")
+        cfg = ExperimentConfig.from_sources(files=files, overrides=overrides, base=base)
+    except ConfigError as exc:
+        print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
+        return 2
+
+    from .benchmarks import DatasetError
+    from .checkpoint import CheckpointError
+    from .experiment import format_results_table, run_experiment
+    from .health import TrainingHealthError
+
+    try:
+        loggers = [_wandb_logger(cfg, args.output)] if cfg.wandb else []
+        results = run_experiment(cfg, args.output, resume=args.resume, verbose=not args.quiet, extra_loggers=loggers)
+    except (DatasetError, CheckpointError, TrainingHealthError, ValueError) as exc:
+        print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
+        return 1
+    print()
+    print(format_results_table(results))
+    print(f"\nresults written to {args.output / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

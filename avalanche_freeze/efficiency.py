@@ -1,0 +1,166 @@
+"""Training-efficiency metrics as Avalanche plugin metrics.
+
+:class:`EfficiencyMetrics` measures, for every training experience:
+
+* ``TrainTime_Exp`` wall time of training (seconds, CUDA-synchronised);
+* ``Throughput_Exp`` training images per second;
+* ``FwdFLOPs_Iter`` / ``BwdFLOPs_Iter``: forward / backward FLOPs of one training
+  iteration (mean over counted iterations), and ``FwdFLOPs_Exp`` / ``BwdFLOPs_Exp``
+  their totals over the experience, counted with :class:`torch.utils.flop_counter.FlopCounterMode`;
+* ``SavedActBytes_Iter``: bytes of tensors autograd saves for backward in one
+  iteration, excluding parameters (device independent; mean over counted iterations);
+* ``PeakGPUMem_Exp``: peak allocated CUDA memory in bytes (CUDA only).
+
+The forward count spans ``before_forward`` to ``before_backward`` (SSL forward,
+loss and plugin terms added before backward); the backward count spans the
+backward pass. Plugins that mix inputs (LUMP) run before the count starts.
+
+Example:
+    >>> from avalanche.training.plugins import EvaluationPlugin
+    >>> evaluator = EvaluationPlugin(EfficiencyMetrics(count_every=1))
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Dict, List, Optional
+
+import torch
+from avalanche.evaluation import PluginMetric
+from avalanche.evaluation.metric_results import MetricValue
+from torch.utils.flop_counter import FlopCounterMode
+
+__all__ = ["EfficiencyMetrics", "SavedTensorMeter"]
+
+
+class SavedTensorMeter:
+    """Context manager summing the bytes of distinct tensors autograd saves for backward.
+
+    Args:
+        exclude: tensors whose storages are not counted (e.g. model parameters).
+    """
+
+    def __init__(self, exclude=()) -> None:
+        self._excluded = {t.untyped_storage().data_ptr() for t in exclude}
+        self._seen: Dict[int, int] = {}
+        self._ctx = None
+
+    @property
+    def bytes(self) -> int:
+        return sum(self._seen.values())
+
+    def _pack(self, t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            ptr = storage.data_ptr()
+            if ptr not in self._excluded:
+                self._seen[ptr] = max(self._seen.get(ptr, 0), storage.nbytes())
+        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. meta/sparse)
+            pass
+        return t
+
+    def __enter__(self) -> "SavedTensorMeter":
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._ctx is not None
+        self._ctx.__exit__(*exc)
+
+
+class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
+    """Time, throughput, FLOPs, saved-activation bytes and peak memory per training experience.
+
+    Args:
+        count_every: count FLOPs and saved bytes on every ``count_every``-th
+            iteration (1 = every iteration: exact totals; larger values scale the
+            counted iterations' mean by the number of iterations).
+    """
+
+    def __init__(self, *, count_every: int = 1) -> None:
+        super().__init__()
+        if count_every < 1:
+            raise ValueError(f"count_every={count_every} must be >= 1")
+        self.count_every = count_every
+        self.last: Dict[str, float] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self._fwd: List[int] = []
+        self._bwd: List[int] = []
+        self._saved: List[int] = []
+        self._iters = 0
+        self._images = 0
+        self._start = 0.0
+        self._counter: Optional[FlopCounterMode] = None
+        self._meter: Optional[SavedTensorMeter] = None
+
+    def result(self) -> Dict[str, float]:
+        return dict(self.last)
+
+    @staticmethod
+    def _sync(strategy) -> None:
+        if torch.device(strategy.device).type == "cuda":
+            torch.cuda.synchronize(strategy.device)
+
+    def before_training_exp(self, strategy):
+        self.reset()
+        if torch.device(strategy.device).type == "cuda":
+            torch.cuda.reset_peak_memory_stats(strategy.device)
+        self._sync(strategy)
+        self._start = time.perf_counter()
+
+    def _counting(self) -> bool:
+        return self._iters % self.count_every == 0
+
+    def before_forward(self, strategy):
+        if self._counting():
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
+            self._meter = SavedTensorMeter(exclude=list(strategy.model.parameters()))
+            self._meter.__enter__()
+
+    def before_backward(self, strategy):
+        if self._counter is not None and self._meter is not None:
+            self._meter.__exit__(None, None, None)
+            self._counter.__exit__(None, None, None)
+            self._fwd.append(self._counter.get_total_flops())
+            self._saved.append(self._meter.bytes)
+            self._meter = None
+            self._counter = FlopCounterMode(display=False)
+            self._counter.__enter__()
+
+    def after_backward(self, strategy):
+        if self._counter is not None:
+            self._counter.__exit__(None, None, None)
+            self._bwd.append(self._counter.get_total_flops())
+            self._counter = None
+
+    def after_training_iteration(self, strategy):
+        self._iters += 1
+        self._images += len(strategy.mb_x)
+
+    def after_training_exp(self, strategy):
+        self._sync(strategy)
+        elapsed = time.perf_counter() - self._start
+        mean = lambda v: sum(v) / len(v) if v else 0.0  # noqa: E731
+        values = {
+            "TrainTime_Exp": elapsed,
+            "Throughput_Exp": self._images / elapsed if elapsed > 0 else 0.0,
+            "FwdFLOPs_Iter": mean(self._fwd),
+            "BwdFLOPs_Iter": mean(self._bwd),
+            "FwdFLOPs_Exp": mean(self._fwd) * self._iters,
+            "BwdFLOPs_Exp": mean(self._bwd) * self._iters,
+            "SavedActBytes_Iter": mean(self._saved),
+            "Iterations_Exp": float(self._iters),
+        }
+        if torch.device(strategy.device).type == "cuda":
+            values["PeakGPUMem_Exp"] = float(torch.cuda.max_memory_allocated(strategy.device))
+        self.last = values
+        exp = strategy.experience.current_experience
+        x = strategy.clock.train_iterations
+        return [MetricValue(self, f"{k}/train_phase/train_stream/Exp{exp:03d}", v, x) for k, v in values.items()]
+
+    def __str__(self) -> str:
+        return "Efficiency"

@@ -1,0 +1,263 @@
+"""Progressive task-correlated layer freezing (Yang et al., arXiv 2303.07477).
+
+At the start of every task after the first, the plugin scores each freezable
+unit of the backbone by how correlated its features on the new task are with
+the earlier tasks (see :mod:`avalanche_freeze.correlation`), and freezes the
+longest prefix of units whose scores all reach ``tau``, capped at a share of
+the backbone's forward compute. The frozen prefix only grows.
+
+Freezing a unit means: ``requires_grad=False`` for its parameters, its
+parameters removed from the optimizer (with their momentum state), its
+BatchNorm layers kept in eval mode across ``model.train()`` calls, and its
+forward run under ``torch.no_grad()`` (no activations saved for backward).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Dict, List, Optional
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.evaluation.metric_results import MetricValue
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
+from ..correlation import REPRESENTATIONS, SubspaceBasis, linear_cka, representation_matrix
+
+__all__ = ["CorrelationFreezePlugin", "MEASURES", "remove_from_optimizer", "unit_compute_shares"]
+
+MEASURES = ("subspace", "cka")
+
+
+def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Parameter]) -> int:
+    """Remove ``params`` (and their state) from every parameter group; returns how many were removed."""
+    ids = {id(p) for p in params}
+    removed = 0
+    for group in optimizer.param_groups:
+        keep = [p for p in group["params"] if id(p) not in ids]
+        removed += len(group["params"]) - len(keep)
+        group["params"] = keep
+    for p in params:
+        optimizer.state.pop(p, None)
+    return removed
+
+
+@torch.no_grad()
+def unit_compute_shares(backbone: FreezableBackbone, example: Tensor) -> List[float]:
+    """Share of the backbone's forward FLOPs spent in each block-level unit, measured
+    with :class:`torch.utils.flop_counter.FlopCounterMode` on ``example`` (one batch)."""
+    flops = []
+    x = example
+    was_training = backbone.training
+    backbone.eval()
+    for unit in backbone.units:
+        with FlopCounterMode(display=False) as counter:
+            x = unit(x)
+        flops.append(counter.get_total_flops())
+    backbone.train(was_training)
+    total = sum(flops)
+    return [f / total for f in flops] if total else [0.0] * len(flops)
+
+
+class CorrelationFreezePlugin(SupervisedPlugin):
+    """Freeze the task-correlated prefix of a :class:`~avalanche_freeze.backbones.FreezableBackbone`.
+
+    Works with :class:`~avalanche_freeze.SelfSupervisedStrategy` (with or without LUMP) and
+    with Avalanche's supervised strategies whose model contains the backbone.
+
+    Args:
+        measure: ``subspace`` (default) or ``cka``.
+        tau: score threshold a unit must reach to be frozen (0.9).
+        max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
+        granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
+        n_samples: samples of a task used to build bases and score units (256).
+        energy: subspace energy threshold ``eps`` (0.97).
+        representation: subspace only: ``flatten`` (each sample's output flattened,
+            default) or ``channel`` (channel vectors at every position).
+        center: subspace only: subtract the mean before building bases and scores (False).
+        warmup_epochs: ``cka`` only: epochs trained on a new task before scoring (1).
+        seed: seed of the sample selection.
+
+    Attributes:
+        history: one dict per decision: ``experience``, ``scores`` (unit -> score),
+            ``frozen_units`` (names), ``frozen_blocks`` (block-level count), ``frozen_share``.
+
+    Example:
+        >>> from avalanche_freeze.plugins import CorrelationFreezePlugin
+        >>> plugin = CorrelationFreezePlugin(tau=0.9, granularity="stage")
+    """
+
+    def __init__(
+        self,
+        *,
+        measure: str = "subspace",
+        tau: float = 0.9,
+        max_frozen_share: float = 1.0,
+        granularity: str = "block",
+        n_samples: int = 256,
+        energy: float = 0.97,
+        representation: str = "flatten",
+        center: bool = False,
+        warmup_epochs: int = 1,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if measure not in MEASURES:
+            raise ValueError(f"measure={measure!r} is not accepted; accepted: {', '.join(MEASURES)}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"granularity={granularity!r} is not accepted; accepted: {', '.join(GRANULARITIES)}")
+        if not 0.0 <= tau <= 1.0:
+            raise ValueError(f"tau={tau} must be in [0, 1]")
+        if not 0.0 <= max_frozen_share <= 1.0:
+            raise ValueError(f"max_frozen_share={max_frozen_share} must be in [0, 1]")
+        if n_samples < 2:
+            raise ValueError(f"n_samples={n_samples} must be >= 2")
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs={warmup_epochs} must be >= 0")
+        self.measure = measure
+        self.tau = tau
+        self.max_frozen_share = max_frozen_share
+        self.granularity = granularity
+        self.n_samples = n_samples
+        self.energy = energy
+        self.center = center
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation={representation!r} is not accepted; accepted: {', '.join(REPRESENTATIONS)}")
+        self.representation = representation
+        self.warmup_epochs = warmup_epochs
+        self.seed = seed
+        self.bases: Dict[int, SubspaceBasis] = {}
+        self.snapshot: Optional[nn.Module] = None
+        self.compute_shares: Optional[List[float]] = None
+        self.history: List[dict] = []
+        self.tasks_done = 0
+
+    # ----------------------------------------------------------------- data
+    def _samples(self, strategy, experience) -> Tensor:
+        dataset = experience.dataset.eval()
+        gen = torch.Generator().manual_seed(self.seed + experience.current_experience)
+        idx = torch.randperm(len(dataset), generator=gen)[: self.n_samples].tolist()
+        loader = DataLoader(Subset(dataset, idx), batch_size=len(idx), shuffle=False)
+        x = next(iter(loader))[0].to(strategy.device)
+        augmentation = getattr(strategy, "augmentation", None)
+        return augmentation.normalize(x) if augmentation is not None else x
+
+    @torch.no_grad()
+    def _unit_outputs(self, backbone: FreezableBackbone, x: Tensor) -> List[Tensor]:
+        was_training = backbone.training
+        backbone.eval()
+        outs = backbone.forward_units(x)
+        backbone.train(was_training)
+        return outs
+
+    def _group_scores(self, backbone: FreezableBackbone, block_scores: List[float]) -> List[float]:
+        """Scores at the plugin's granularity (a stage scores as its weakest block)."""
+        if self.granularity == "block":
+            return block_scores
+        out, start = [], 0
+        for end in backbone.unit_boundaries(granularity="stage"):
+            out.append(min(block_scores[start:end]))
+            start = end
+        return out
+
+    # ------------------------------------------------------------ callbacks
+    def after_training_exp(self, strategy, **kwargs):
+        backbone = find_freezable_backbone(strategy.model)
+        self.tasks_done += 1
+        if self.measure == "subspace":
+            outs = self._unit_outputs(backbone, self._samples(strategy, strategy.experience))
+            for i, out in enumerate(outs):
+                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(representation_matrix(out, self.representation, center=self.center))
+        else:
+            self.snapshot = copy.deepcopy(backbone).eval()
+
+    def before_training_exp(self, strategy, **kwargs):
+        backbone = find_freezable_backbone(strategy.model)
+        # keep earlier decisions applied (Avalanche's make_optimizer runs before this hook)
+        self._apply(strategy, backbone, backbone.num_frozen_units)
+        if self.tasks_done and (self.measure == "subspace" or self.warmup_epochs == 0):
+            self._decide(strategy, backbone)
+
+    def before_training_epoch(self, strategy, **kwargs):
+        if self.measure == "cka" and self.tasks_done and self.warmup_epochs > 0:
+            if strategy.clock.train_exp_epochs == self.warmup_epochs:
+                self._decide(strategy, find_freezable_backbone(strategy.model))
+
+    # ------------------------------------------------------------- decision
+    def _scores(self, strategy, backbone: FreezableBackbone) -> List[float]:
+        x = self._samples(strategy, strategy.experience)
+        outs = self._unit_outputs(backbone, x)
+        if self.compute_shares is None:
+            self.compute_shares = unit_compute_shares(backbone, x[:1])
+        if self.measure == "subspace":
+            return [self.bases[i].ratio(representation_matrix(o, self.representation, center=self.center)) if i in self.bases else 0.0 for i, o in enumerate(outs)]
+        assert self.snapshot is not None
+        old = self._unit_outputs(self.snapshot, x)
+        return [linear_cka(a.flatten(1), b.flatten(1)) for a, b in zip(old, outs)]
+
+    def _decide(self, strategy, backbone: FreezableBackbone) -> None:
+        block_scores = self._scores(strategy, backbone)
+        assert self.compute_shares is not None
+        scores = self._group_scores(backbone, block_scores)
+        names = backbone.unit_names(granularity=self.granularity)
+        ends = backbone.unit_boundaries(granularity=self.granularity)
+        chosen = 0
+        for k, score in enumerate(scores):
+            share = sum(self.compute_shares[: ends[k]])
+            if score < self.tau or share > self.max_frozen_share + 1e-9:
+                break
+            chosen = ends[k]
+        n_blocks = max(chosen, backbone.num_frozen_units)  # progressive: never unfreeze
+        self._apply(strategy, backbone, n_blocks)
+        share = sum(self.compute_shares[:n_blocks])
+        frozen_names = [n for n, e in zip(names, ends) if e <= n_blocks]
+        record = {
+            "experience": strategy.experience.current_experience,
+            "scores": dict(zip(names, scores)),
+            "frozen_units": frozen_names,
+            "frozen_blocks": n_blocks,
+            "frozen_share": share,
+        }
+        self.history.append(record)
+        evaluator = getattr(strategy, "evaluator", None)
+        if evaluator is not None:
+            x = strategy.clock.train_iterations
+            exp = record["experience"]
+            for name, s in record["scores"].items():
+                evaluator.publish_metric_value(MetricValue(self, f"Freeze_Score/{name}/Exp{exp:03d}", s, x))
+            evaluator.publish_metric_value(MetricValue(self, f"Freeze_Blocks/Exp{exp:03d}", n_blocks, x))
+            evaluator.publish_metric_value(MetricValue(self, f"Freeze_ComputeShare/Exp{exp:03d}", share, x))
+
+    def _apply(self, strategy, backbone: FreezableBackbone, n_blocks: int) -> None:
+        backbone.set_frozen_prefix(n_blocks)
+        frozen = [p for unit in backbone.units[:n_blocks] for p in unit.parameters()]
+        if frozen and strategy.optimizer is not None:
+            remove_from_optimizer(strategy.optimizer, frozen)
+
+    # ---------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "bases": {i: b.state_dict() for i, b in self.bases.items()},
+            "snapshot": None if self.snapshot is None else self.snapshot.state_dict(),
+            "compute_shares": self.compute_shares,
+            "history": self.history,
+            "tasks_done": self.tasks_done,
+        }
+
+    def load_state_dict(self, state: dict, backbone: Optional[FreezableBackbone] = None) -> None:
+        self.bases = {}
+        for i, b in state["bases"].items():
+            basis = SubspaceBasis(energy=self.energy)
+            basis.load_state_dict(b)
+            self.bases[int(i)] = basis
+        if state["snapshot"] is not None:
+            if backbone is None:
+                raise ValueError("restoring a CKA snapshot needs the backbone")
+            self.snapshot = copy.deepcopy(backbone).eval()
+            self.snapshot.load_state_dict(state["snapshot"])
+        self.compute_shares = state["compute_shares"]
+        self.history = list(state["history"])
+        self.tasks_done = state["tasks_done"]

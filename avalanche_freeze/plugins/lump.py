@@ -1,0 +1,89 @@
+"""LUMP: Lifelong Unsupervised Mixup (Madaan et al., "Representational Continuity for
+Unsupervised Continual Learning", ICLR 2022).
+
+Each training iteration with a non-empty buffer draws one ``lambda ~ Beta(alpha, alpha)``
+and ``B`` buffer samples (``B`` = batch size, capped by the buffer size, without
+replacement), and replaces the two views of the batch with
+
+* ``mixed1 = lambda * view1 + (1 - lambda) * T(buffer_raw)`` (``T``: light crop, flip, normalise),
+* ``mixed2 = lambda * view2 + (1 - lambda) * buffer_view2``,
+
+so the SSL loss is computed on the mixed pair only (truncated to ``B`` samples
+when the buffer holds fewer than the batch). After **every** iteration, from
+the first task on, the batch's raw images and their second views are offered
+to a reservoir buffer of ``mem_size`` images in total.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from avalanche.core import SupervisedPlugin
+
+from .reservoir import ReservoirBuffer
+
+__all__ = ["LUMPPlugin"]
+
+
+class LUMPPlugin(SupervisedPlugin):
+    """LUMP for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
+
+    Args:
+        mem_size: buffer capacity in images, over all tasks (256).
+        alpha: Beta distribution parameter of the mixup coefficient (0.4).
+        seed: seed of the buffer and mixup draws (default: drawn from torch's global RNG,
+            so a run seeded with ``torch.manual_seed`` is reproducible).
+
+    Example:
+        >>> from avalanche_freeze.plugins import LUMPPlugin
+        >>> plugin = LUMPPlugin(mem_size=256, alpha=0.4, seed=0)
+        >>> plugin.buffer.capacity
+        256
+    """
+
+    def __init__(self, *, mem_size: int = 256, alpha: float = 0.4, seed: Optional[int] = None) -> None:
+        super().__init__()
+        if mem_size < 0:
+            raise ValueError(f"mem_size={mem_size} must be >= 0")
+        if alpha <= 0:
+            raise ValueError(f"alpha={alpha} must be > 0")
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,)))
+        self.mem_size = mem_size
+        self.alpha = alpha
+        self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
+        self.rng = np.random.default_rng(seed)
+        self.last_lambda: Optional[float] = None
+        self._clean_view2: Optional[torch.Tensor] = None
+
+    def before_forward(self, strategy, **kwargs):
+        views = strategy.mb_views
+        if views is None:
+            raise TypeError("LUMPPlugin needs a SelfSupervisedStrategy (it mixes strategy.mb_views)")
+        self._clean_view2 = views[1]
+        self.last_lambda = None
+        if len(self.buffer) < 2:  # BatchNorm needs at least two mixed samples
+            return
+        lam = float(self.rng.beta(self.alpha, self.alpha))
+        buf_raw, buf_view2 = self.buffer.sample(len(views[0]))
+        k = len(buf_raw)
+        buf_view1 = strategy.augmentation.light(buf_raw)
+        strategy.mb_views = [
+            lam * views[0][:k] + (1 - lam) * buf_view1,
+            lam * views[1][:k] + (1 - lam) * buf_view2,
+        ]
+        self.last_lambda = lam
+
+    def after_training_iteration(self, strategy, **kwargs):
+        assert self._clean_view2 is not None
+        self.buffer.add(strategy.mb_x, self._clean_view2)
+        self._clean_view2 = None
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict(), "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict, device=None) -> None:
+        self.buffer.load_state_dict(state["buffer"], device=device)
+        self.rng.bit_generator.state = state["rng"]

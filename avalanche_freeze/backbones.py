@@ -115,6 +115,8 @@ class FreezableBackbone(nn.Module):
             frozen = i < n_units
             for p in unit.parameters():
                 p.requires_grad_(not frozen)
+                if frozen:
+                    p.grad = None  # no stale gradient may reach an optimizer step
         self.train(self.training)
 
     def train(self, mode: bool = True) -> "FreezableBackbone":
@@ -189,13 +191,6 @@ class CifarResNet18(FreezableBackbone):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-
-def unit_parameter_names(backbone: FreezableBackbone) -> Dict[int, Sequence[str]]:
-    """Map block-level unit index -> names of its parameters (relative to the backbone)."""
-    return {
-        i: [f"units.{i}.{n}" for n, _ in unit.named_parameters()]
-        for i, unit in enumerate(backbone.units)
-    }
 
 
 def find_freezable_backbone(model: nn.Module) -> FreezableBackbone:

@@ -183,6 +183,11 @@ def _coerce(name: str, type_name: str, value: Any) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name}={value!r} is not accepted; accepted: a list of names")
         return value
+    if isinstance(value, str) and ("int" in type_name or "float" in type_name):
+        try:  # YAML 1.1 reads "1e30" or "3e-2" as strings
+            value = float(value) if "float" in type_name else int(value)
+        except ValueError:
+            pass
     if "int" in type_name:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

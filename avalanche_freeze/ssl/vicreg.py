@@ -16,7 +16,7 @@ __all__ = ["VICReg"]
 class VICReg(SSLMethod):
     """VICReg: invariance (MSE) + variance (hinge on std) + covariance (off-diagonal) terms.
 
-    ``loss = lambda * mse(z1, z2) + mu * [v(z1) + v(z2)] + nu * [c(z1) + c(z2)]`` with
+    ``loss = lambda * mse(z1, z2) + mu * [v(z1) + v(z2)] / 2 + nu * [c(z1) + c(z2)]`` with
     ``v(z) = mean_j relu(1 - sqrt(var_j(z) + eps))`` and ``c(z) = sum_{i != j} cov_ij(z)^2 / d``.
 
     Args:

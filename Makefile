@@ -1,0 +1,31 @@
+# Two entry points for a fresh machine (Python 3.11, Debian, x86_64):
+#   make run    set up, then run the main job (SimSiam + LUMP + freezing on Fashion-MNIST, CPU)
+#   make test   set up, then run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: setup run test bench
+
+setup: $(VENV)/.installed $(FMNIST)
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install "torch==2.14.1" "torchvision==0.29.1"
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+$(FMNIST):
+	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "Fashion-MNIST is not installed and this user cannot run apt-get: run 'sudo apt-get install dataset-fashion-mnist', or pass --set data_root=DIR with the four IDX files (torchvision will also try to download them)."; fi
+
+run: setup
+	$(VENV)/bin/avalanche-freeze run --strategy lump_freeze --output runs/demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest $(ARGS)
+
+bench: setup
+	$(PY) experiments/bench_freeze.py $(ARGS)

@@ -1,0 +1,158 @@
+"""Freezing against gradients, optimizer state, BN statistics, FLOP counts and saved activations."""
+
+import copy
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from avalanche_freeze.backbones import CifarResNet18
+from avalanche_freeze.correlation import SubspaceBasis, linear_cka, subspace_ratio
+from avalanche_freeze.efficiency import SavedTensorMeter
+from avalanche_freeze.plugins import CorrelationFreezePlugin
+from avalanche_freeze.plugins.correlation_freeze import remove_from_optimizer, unit_compute_shares
+
+
+def _train_step(net, opt, x):
+    opt.zero_grad()
+    net(x).pow(2).mean().backward()
+    opt.step()
+
+
+def test_frozen_prefix_gets_no_grad_and_does_not_change():
+    net = CifarResNet18(width=0.125, in_channels=1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    x = torch.rand(8, 1, 16, 16)
+    _train_step(net, opt, x)  # creates momentum state everywhere
+    net.set_frozen_prefix(3)
+    frozen = [p for u in net.units[:3] for p in u.parameters()]
+    remove_from_optimizer(opt, frozen)
+    net.train()  # a model.train() call must not re-enable frozen BatchNorm
+    frozen_state = copy.deepcopy({k: v for k, v in net.state_dict().items() if k.startswith(("units.0.", "units.1.", "units.2."))})
+    trainable_before = [p.clone() for p in net.units[3].parameters()]
+    for _ in range(3):
+        _train_step(net, opt, torch.rand(8, 1, 16, 16))
+    assert all(p.grad is None for p in frozen)
+    assert all(p not in opt.state for p in frozen)
+    assert all(not any(p is q for q in opt.param_groups[0]["params"]) for p in frozen)
+    for k, v in frozen_state.items():  # weights and BN running stats unchanged
+        assert torch.equal(net.state_dict()[k], v), k
+    assert any(not torch.equal(a, b) for a, b in zip(trainable_before, net.units[3].parameters()))
+    assert not net.units[0][1].training and net.units[3].bn1.training
+
+
+def test_backward_flops_drop_by_the_prefix_share():
+    net = CifarResNet18(width=0.25, in_channels=3)
+    x = torch.rand(4, 3, 32, 32)
+
+    def bwd_flops():
+        out = net(x).sum()
+        with FlopCounterMode(display=False) as c:
+            out.backward()
+        net.zero_grad(set_to_none=True)
+        return c.get_total_flops()
+
+    full = bwd_flops()
+    # independent count: backward of a conv = 2x its forward FLOPs (grad input + grad weight),
+    # except the very first conv, which needs no grad input
+    fwd = []
+    h = x
+    for u in net.units:
+        with FlopCounterMode(display=False) as c, torch.no_grad():
+            h = u(h)
+        fwd.append(c.get_total_flops())
+    assert full == pytest.approx(2 * sum(fwd) - fwd[0], rel=0.02)
+    net.set_frozen_prefix(3)  # stem + layer1
+    frozen = bwd_flops()
+    # the frozen units disappear from backward and the first trainable unit's first conv needs no grad input
+    with torch.no_grad():
+        prefix_out = net.units[2](net.units[1](net.units[0](x)))
+    convs_on_input = [net.units[3].conv1, net.units[3].shortcut[0]]  # layer2.0 has a conv shortcut
+    with FlopCounterMode(display=False) as c, torch.no_grad():
+        for conv in convs_on_input:
+            conv(prefix_out)
+    expected = full - 2 * sum(fwd[:3]) + fwd[0] - c.get_total_flops()
+    assert frozen == pytest.approx(expected, rel=0.02)
+    shares = unit_compute_shares(net, x[:1])
+    assert 1 - frozen / full == pytest.approx(sum(shares[:3]), abs=0.05)
+
+
+def test_saved_activation_bytes_drop_as_prefix_grows():
+    net = CifarResNet18(width=0.25, in_channels=3)
+    x = torch.rand(4, 3, 32, 32)
+    sizes = []
+    for n in (0, 3, 5):
+        net.set_frozen_prefix(n)
+        with SavedTensorMeter(exclude=list(net.parameters())) as m:
+            net(x).sum()
+        sizes.append(m.bytes)
+    assert sizes[0] > sizes[1] > sizes[2] > 0
+
+
+def test_subspace_ratio_inside_and_orthogonal():
+    q, _ = torch.linalg.qr(torch.randn(20, 20))
+    inside = q[:, :4] @ torch.randn(4, 50)
+    outside = q[:, 10:14] @ torch.randn(4, 50)
+    basis = SubspaceBasis(energy=0.999)
+    basis.update(inside)
+    assert basis.ratio(inside) == pytest.approx(1.0, abs=1e-5)
+    assert basis.ratio(q[:, :4] @ torch.randn(4, 30)) == pytest.approx(1.0, abs=1e-5)
+    assert basis.ratio(outside) == pytest.approx(0.0, abs=1e-5)
+    assert subspace_ratio(None, inside) == 0.0
+
+
+def test_subspace_basis_respects_energy_and_stays_orthonormal():
+    r = torch.randn(30, 200) * torch.linspace(3, 0.1, 30).unsqueeze(1)
+    basis = SubspaceBasis(energy=0.9)
+    basis.update(r)
+    assert basis.ratio(r) >= 0.9
+    basis.update(torch.randn(30, 200))
+    u = basis.basis
+    assert torch.allclose(u.T @ u, torch.eye(u.shape[1]), atol=1e-4)
+
+
+def test_cka_identity_and_orthogonal_invariance():
+    x = torch.randn(64, 10)
+    q, _ = torch.linalg.qr(torch.randn(10, 10))
+    assert linear_cka(x, x) == pytest.approx(1.0)
+    assert linear_cka(x, x @ q) == pytest.approx(1.0, abs=1e-6)
+    assert linear_cka(x, 3.0 * x) == pytest.approx(1.0)
+    assert linear_cka(x, torch.randn(64, 10)) < 0.5
+
+
+def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
+    from avalanche_freeze import SelfSupervisedStrategy
+
+    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.5, n_samples=32)
+    net = CifarResNet18(width=0.125, in_channels=1)
+    s = SelfSupervisedStrategy(model=net, augmentation=tiny_bench.augmentation, ssl_options={"proj_dim": 32, "pred_dim": 8},
+                               plugins=[plugin], train_mb_size=32, evaluator=None)
+    stream = tiny_bench.benchmark.train_stream
+    s.train(stream[0])
+    assert net.num_frozen_units == 0
+    s.train(stream[1])
+    shares = plugin.compute_shares
+    n = net.num_frozen_units
+    assert n > 0 and sum(shares[:n]) <= 0.5 < sum(shares[: n + 1])
+    rec = plugin.history[-1]
+    assert rec["experience"] == 1 and set(rec["scores"]) == set(net.unit_names()) and rec["frozen_blocks"] == n
+    frozen_ids = {id(p) for u in net.units[:n] for p in u.parameters()}
+    assert not frozen_ids & {id(p) for g in s.optimizer.param_groups for p in g["params"]}
+    plugin.tau = 1.0  # nothing qualifies any more: the prefix must not shrink
+    s.train(stream[2])
+    assert net.num_frozen_units >= n
+    assert not frozen_ids & {id(p) for g in s.optimizer.param_groups for p in g["params"]}
+
+
+def test_plugin_works_with_avalanche_naive(tiny_bench):
+    from avalanche.training import Naive
+
+    net = CifarResNet18(width=0.125, in_channels=1)
+    model = torch.nn.Sequential(net, torch.nn.Linear(net.feature_dim, 10))
+    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.3, n_samples=32)
+    strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
+                     train_mb_size=32, plugins=[plugin], evaluator=None)
+    strategy.train(tiny_bench.benchmark.train_stream[0])
+    strategy.train(tiny_bench.benchmark.train_stream[1])
+    assert net.num_frozen_units > 0
+    assert all(p.grad is None for u in net.units[: net.num_frozen_units] for p in u.parameters())

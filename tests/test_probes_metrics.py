@@ -1,0 +1,67 @@
+"""kNN and linear probes against hand computations; accuracy-matrix summaries on a hand-made matrix."""
+
+import math
+
+import pytest
+import torch
+
+from avalanche_freeze.continual_metrics import average_accuracy, backward_transfer, forgetting, summarize
+from avalanche_freeze.probes import KNNProbe, LinearProbe
+
+
+def test_knn_matches_hand_computation_with_noncontiguous_classes():
+    bank = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
+    labels = torch.tensor([4, 9, 9, 4])  # non-contiguous ids
+    q = torch.tensor([[1.0, 0.2]])
+    probe = KNNProbe(k=3, temperature=0.1).fit(bank, labels)
+    qn = q / q.norm()
+    sims = (bank / bank.norm(dim=1, keepdim=True)) @ qn[0]
+    top = sims.topk(3)
+    expected = torch.zeros(10)
+    for s, i in zip(top.values, top.indices):
+        expected[labels[i]] += math.exp(float(s) / 0.1)
+    scores = probe.predict_scores(q)[0]
+    assert scores.shape == (10,)  # max label + 1
+    assert torch.allclose(scores, expected, rtol=1e-5)
+
+
+def test_knn_k_is_capped_only_by_bank_size():
+    # k = 200 with 50 bank samples and any number of tasks: all 50 neighbours vote
+    bank = torch.randn(50, 4)
+    labels = torch.randint(0, 3, (50,))
+    probe = KNNProbe(k=200, temperature=0.1).fit(bank, labels)
+    q = torch.randn(1, 4)
+    sims = torch.nn.functional.normalize(bank, dim=1) @ torch.nn.functional.normalize(q, dim=1)[0]
+    expected = torch.zeros(3).index_add_(0, labels, (sims / 0.1).exp())
+    assert torch.allclose(probe.predict_scores(q)[0], expected, rtol=1e-5)
+
+
+def test_linear_probe_separates_separable_data():
+    x = torch.cat([torch.randn(40, 5) + 4, torch.randn(40, 5) - 4])
+    y = torch.cat([torch.full((40,), 2), torch.full((40,), 7)])
+    probe = LinearProbe(epochs=30, lr=0.05).fit(x, y)
+    assert (probe.predict_scores(x).argmax(1) == y).float().mean() == 1.0
+
+
+def test_probe_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match=r"bank features must be \[N, D\] and labels \[N\]"):
+        KNNProbe().fit(torch.randn(4, 3), torch.zeros(5))
+
+
+def test_summaries_on_hand_made_matrix():
+    m = [
+        [0.90, None, None],
+        [0.70, 0.80, None],
+        [0.60, 0.85, 0.75],
+    ]
+    assert average_accuracy(m) == pytest.approx((0.60 + 0.85 + 0.75) / 3)
+    # task 0: max(0.9, 0.7) - 0.6 = 0.3; task 1: max(0.8) - 0.85 = -0.05
+    assert forgetting(m) == pytest.approx((0.30 - 0.05) / 2)
+    assert backward_transfer(m) == pytest.approx(((0.60 - 0.90) + (0.85 - 0.80)) / 2)
+    assert summarize(m)["avg_acc"] == pytest.approx(average_accuracy(m))
+
+
+def test_forgetting_ignores_rows_before_a_task_was_learned():
+    # accuracy on task 1 measured before it was trained (0.95) must not count
+    m = [[0.9, 0.95], [0.8, 0.5]]
+    assert forgetting(m) == pytest.approx(0.1)

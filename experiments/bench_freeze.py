@@ -1,0 +1,82 @@
+"""LUMP vs LUMP + progressive task-correlated freezing, side by side in one process.
+
+Both arms use the same configuration, data and seed; only the strategy differs.
+Prints a table of totals and ratios (LUMP / LUMP+freeze) and ends with one
+machine-readable line:
+
+    backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
+
+Usage:
+    python experiments/bench_freeze.py [--device cuda] [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.experiment import ExperimentRun
+
+
+def _arm(overrides, strategy, output: Path) -> dict:
+    cfg = ExperimentConfig.from_sources(overrides=list(overrides) + [f"strategy={strategy}"])
+    return ExperimentRun.build(cfg, output / strategy, verbose=False).run()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--device", default=None, help="cpu or cuda (same as --set device=...)")
+    p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
+    args = p.parse_args(argv)
+    overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
+    try:
+        ExperimentConfig.from_sources(overrides=overrides)
+    except ConfigError as exc:
+        print(f"bench_freeze: error: {exc}", file=sys.stderr)
+        return 2
+    lump = _arm(overrides, "lump", args.output)
+    freeze = _arm(overrides, "lump_freeze", args.output)
+
+    def tot(r, k):
+        return r["efficiency_total"][k]
+
+    rows = [
+        ("backward FLOPs (total)", tot(lump, "BwdFLOPs_Exp"), tot(freeze, "BwdFLOPs_Exp")),
+        ("forward FLOPs (total)", tot(lump, "FwdFLOPs_Exp"), tot(freeze, "FwdFLOPs_Exp")),
+        ("saved activations/iter (MiB, mean over tasks)", tot(lump, "SavedActBytes_Iter_mean") / 2**20,
+         tot(freeze, "SavedActBytes_Iter_mean") / 2**20),
+        ("training time (s)", tot(lump, "TrainTime_Exp"), tot(freeze, "TrainTime_Exp")),
+        ("throughput (img/s, mean over tasks)",
+         sum(e["Throughput_Exp"] for e in lump["efficiency"]) / len(lump["efficiency"]),
+         sum(e["Throughput_Exp"] for e in freeze["efficiency"]) / len(freeze["efficiency"])),
+    ]
+    if "PeakGPUMem_max" in lump["efficiency_total"]:
+        rows.append(("peak GPU memory (MiB)", tot(lump, "PeakGPUMem_max") / 2**20, tot(freeze, "PeakGPUMem_max") / 2**20))
+    print(f"\n{'metric':<48}{'LUMP':>14}{'LUMP+freeze':>14}{'ratio':>8}")
+    for name, a, b in rows:
+        print(f"{name:<48}{a:>14.4g}{b:>14.4g}{(a / b if b else float('nan')):>8.3f}")
+    print(f"\n{'accuracy (%)':<48}{'LUMP':>14}{'LUMP+freeze':>14}{'delta':>8}")
+    for key in lump["avg_acc"]:
+        for label, field in (("final avg acc", "avg_acc"), ("forgetting", "forgetting")):
+            a, b = 100 * lump[field][key], 100 * freeze[field][key]
+            print(f"{label + ' [' + key + ']':<48}{a:>14.2f}{b:>14.2f}{b - a:>8.2f}")
+    print("\nfrozen blocks per task (LUMP+freeze): " + ", ".join(str(e["frozen_blocks"]) for e in freeze["efficiency"]))
+    ratio = lambda k: tot(lump, k) / tot(freeze, k)  # noqa: E731
+    line = (
+        f"backward_flops_ratio={ratio('BwdFLOPs_Exp'):.3f} "
+        f"activation_bytes_ratio={ratio('SavedActBytes_Iter_mean'):.3f} "
+        f"time_ratio={ratio('TrainTime_Exp'):.3f} "
+        f"knn_acc_delta={100 * (freeze['avg_acc']['knn_ci'] - lump['avg_acc']['knn_ci']):.2f} "
+        f"forgetting_delta={100 * (freeze['forgetting']['knn_ci'] - lump['forgetting']['knn_ci']):.2f}"
+    )
+    (args.output / "bench.json").write_text(json.dumps({"lump": lump, "lump_freeze": freeze, "line": line}, indent=2))
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import List
 
 import torch
 from torch import Tensor, nn

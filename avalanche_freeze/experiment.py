@@ -30,6 +30,7 @@ from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOL_TAGS, probe_accuracy_metrics, probe_metric_prefix
 from .health import TrainingHealthPlugin
 from .plugins import CorrelationFreezePlugin, LUMPPlugin
+from .plugins.correlation_freeze import apply_frozen_prefix
 from .probes import make_probe
 from .strategy import SelfSupervisedStrategy
 
@@ -167,12 +168,7 @@ class ExperimentRun:
             else:
                 plugin.load_state_dict(plugin_state)
         # re-create the frozen prefix and the optimizer's parameter set before loading its state
-        backbone = s.backbone
-        backbone.set_frozen_prefix(backbone.num_frozen_units)
-        frozen = [p for u in backbone.units[: backbone.num_frozen_units] for p in u.parameters()]
-        from .plugins.correlation_freeze import remove_from_optimizer
-
-        remove_from_optimizer(s.optimizer, frozen)
+        apply_frozen_prefix(s.backbone, s.backbone.num_frozen_units, s.optimizer)
         s.optimizer.load_state_dict(state["optimizer"])
         s.optimized_param_id = dict(s.model.named_parameters())
         for k, v in state["clock"].items():

@@ -283,7 +283,9 @@ class SelfSupervisedStrategy(SupervisedTemplate):
         if key not in self._bank_cache:
             self._bank_cache = {k: v for k, v in self._bank_cache.items() if k[1] == self.model_version}
             dataset = self._train_experience(exp_id).dataset.eval()
-            loader = DataLoader(dataset, batch_size=self.eval_mb_size, shuffle=False, num_workers=self.num_workers)
+            # a private generator keeps evaluation from shifting the global RNG that drives training
+            loader = DataLoader(dataset, batch_size=self.eval_mb_size, shuffle=False,
+                                num_workers=self.num_workers, generator=torch.Generator())
             was_training = self.model.training
             self.model.eval()
             feats, labels = [], []

@@ -27,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
 from ..correlation import REPRESENTATIONS, SubspaceBasis, linear_cka, representation_matrix
 
-__all__ = ["CorrelationFreezePlugin", "MEASURES", "remove_from_optimizer", "unit_compute_shares"]
+__all__ = ["CorrelationFreezePlugin", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer", "unit_compute_shares"]
 
 MEASURES = ("subspace", "cka")
 
@@ -43,6 +43,14 @@ def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Para
     for p in params:
         optimizer.state.pop(p, None)
     return removed
+
+
+def apply_frozen_prefix(backbone: FreezableBackbone, n_blocks: int, optimizer: Optional[torch.optim.Optimizer]) -> None:
+    """Freeze the first ``n_blocks`` units of ``backbone`` and take their parameters out of ``optimizer``."""
+    backbone.set_frozen_prefix(n_blocks)
+    frozen = [p for unit in backbone.units[:n_blocks] for p in unit.parameters()]
+    if frozen and optimizer is not None:
+        remove_from_optimizer(optimizer, frozen)
 
 
 @torch.no_grad()
@@ -140,7 +148,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         dataset = experience.dataset.eval()
         gen = torch.Generator().manual_seed(self.seed + experience.current_experience)
         idx = torch.randperm(len(dataset), generator=gen)[: self.n_samples].tolist()
-        loader = DataLoader(Subset(dataset, idx), batch_size=len(idx), shuffle=False)
+        # a private generator: iterating a DataLoader would otherwise draw from the global RNG
+        loader = DataLoader(Subset(dataset, idx), batch_size=len(idx), shuffle=False, generator=gen)
         x = next(iter(loader))[0].to(strategy.device)
         augmentation = getattr(strategy, "augmentation", None)
         return augmentation.normalize(x) if augmentation is not None else x
@@ -232,10 +241,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             evaluator.publish_metric_value(MetricValue(self, f"Freeze_ComputeShare/Exp{exp:03d}", share, x))
 
     def _apply(self, strategy, backbone: FreezableBackbone, n_blocks: int) -> None:
-        backbone.set_frozen_prefix(n_blocks)
-        frozen = [p for unit in backbone.units[:n_blocks] for p in unit.parameters()]
-        if frozen and strategy.optimizer is not None:
-            remove_from_optimizer(strategy.optimizer, frozen)
+        apply_frozen_prefix(backbone, n_blocks, strategy.optimizer)
 
     # ---------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

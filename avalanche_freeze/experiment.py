@@ -209,11 +209,7 @@ class ExperimentRun:
                 self.results["acc_matrix"][_protocol_key(probe, protocol)].append(row)
         eff = dict(self.efficiency.last)
         eff["task"] = t
-        if "freeze" in self.plugins and self.plugins["freeze"].history:
-            last = self.plugins["freeze"].history[-1]
-            eff["frozen_blocks"] = last["frozen_blocks"] if last["experience"] == t else self.strategy.backbone.num_frozen_units
-        else:
-            eff["frozen_blocks"] = self.strategy.backbone.num_frozen_units
+        eff["frozen_blocks"] = self.strategy.backbone.num_frozen_units
         self.results["efficiency"].append(eff)
         if "freeze" in self.plugins:
             self.results["freeze_history"] = self.plugins["freeze"].history

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .config import STRATEGIES, ConfigError, ExperimentConfig
+from .config import ConfigError, ExperimentConfig
+from .recipes import available_strategies
 
 __all__ = ["main", "recipe_path"]
 
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one experiment and print its results table")
     run.add_argument("--config", action="append", default=[], type=Path,
                      help="YAML config file (repeatable; later files win)")
-    run.add_argument("--strategy", choices=STRATEGIES, help="strategy recipe (loads strategies/NAME.yaml)")
+    run.add_argument("--strategy", choices=available_strategies(), help="strategy recipe (loads strategies/NAME.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable)")
     run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
@@ -55,7 +56,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "list":
         from .ssl import available_ssl_methods
 
-        print("strategies:  " + ", ".join(STRATEGIES))
+        print("strategies:  " + ", ".join(available_strategies()))
         print("ssl methods: " + ", ".join(available_ssl_methods()))
         print("config keys: " + ", ".join(ExperimentConfig.keys()))
         return 0

@@ -18,15 +18,12 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
-__all__ = ["ConfigError", "ExperimentConfig", "STRATEGIES"]
-
-#: Strategies (recipes) the CLI can build.
-STRATEGIES = ("finetune", "lump", "lump_freeze", "freeze")
+__all__ = ["ConfigError", "ExperimentConfig"]
 
 _CHOICES: Dict[str, Sequence[Any]] = {
     "benchmark": ("fmnist", "cifar10", "cifar100", "tinyimagenet"),
     "ssl": ("simsiam", "barlowtwins", "simclr", "byol", "vicreg"),
-    "strategy": STRATEGIES,
+    "strategy": None,  # the recipe registry, checked in validate()
     "lr_schedule": ("none", "cosine"),
     "freeze_measure": ("subspace", "cka"),
     "freeze_granularity": ("block", "stage"),
@@ -68,6 +65,12 @@ class ExperimentConfig:
     eval_mb_size: int = 512
     lump_mem_size: int = 256
     lump_alpha: float = 0.4
+    si_c: float = 1.0
+    si_xi: float = 1.0
+    der_mem_size: int = 256
+    der_alpha: float = 0.4
+    cassle_lambda: float = 1.0
+    ewc_lambda: float = 100.0
     freeze_measure: str = "subspace"
     freeze_tau: float = 0.9
     freeze_max_share: float = 1.0
@@ -137,6 +140,10 @@ class ExperimentConfig:
             value = getattr(self, name)
             if choices is not None and value not in choices:
                 raise ConfigError(f"{name}={value!r} is not accepted; accepted: {', '.join(map(str, choices))}")
+        from .recipes import available_strategies
+
+        if self.strategy not in available_strategies():
+            raise ConfigError(f"strategy={self.strategy!r} is not accepted; accepted: {', '.join(available_strategies())}")
         bad = [p for p in self.probes if p not in _PROBES]
         if bad or not self.probes:
             raise ConfigError(f"probes={self.probes!r} is not accepted; accepted: a non-empty list of {', '.join(_PROBES)}")
@@ -151,14 +158,15 @@ class ExperimentConfig:
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ConfigError(f"{name}={v!r} is not accepted; accepted: an integer >= 1 or null")
-        for name in ("lr", "width", "knn_temperature", "lump_alpha"):
+        for name in ("lr", "width", "knn_temperature", "lump_alpha", "si_xi"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not accepted; accepted: a number > 0")
         for name in ("momentum", "freeze_tau", "freeze_max_share", "freeze_energy"):
             v = getattr(self, name)
             if not 0 <= v <= 1:
                 raise ConfigError(f"{name}={v!r} is not accepted; accepted: a number in [0, 1]")
-        for name in ("weight_decay", "lump_mem_size", "freeze_warmup_epochs", "num_workers", "seed", "collapse_std"):
+        for name in ("weight_decay", "lump_mem_size", "freeze_warmup_epochs", "num_workers", "seed", "collapse_std",
+                     "si_c", "der_mem_size", "der_alpha", "cassle_lambda", "ewc_lambda"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not accepted; accepted: a number >= 0")
         if self.device != "cpu" and not (self.device == "cuda" or self.device.startswith("cuda:")):

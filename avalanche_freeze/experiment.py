@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
 from avalanche.logging import InteractiveLogger, TextLogger
+from avalanche.models.dynamic_optimizers import reset_optimizer
 from avalanche.training.plugins import EvaluationPlugin
 
 from .backbones import CifarResNet18
@@ -28,28 +29,12 @@ from .config import ExperimentConfig
 from .continual_metrics import as_rows, summarize
 from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOL_TAGS, probe_accuracy_metrics, probe_metric_prefix
-from .health import TrainingHealthPlugin
-from .plugins import CorrelationFreezePlugin, LUMPPlugin
 from .plugins.correlation_freeze import apply_frozen_prefix
 from .probes import make_probe
+from .recipes import build_plugins
 from .strategy import SelfSupervisedStrategy
 
-__all__ = ["ExperimentRun", "format_results_table", "run_experiment", "build_plugins"]
-
-
-def build_plugins(cfg: ExperimentConfig) -> Dict[str, Any]:
-    """The named plugins of the configured strategy recipe."""
-    plugins: Dict[str, Any] = {}
-    if cfg.strategy in ("lump", "lump_freeze"):
-        plugins["lump"] = LUMPPlugin(mem_size=cfg.lump_mem_size, alpha=cfg.lump_alpha, seed=cfg.seed)
-    if cfg.strategy in ("lump_freeze", "freeze"):
-        plugins["freeze"] = CorrelationFreezePlugin(
-            measure=cfg.freeze_measure, tau=cfg.freeze_tau, max_frozen_share=cfg.freeze_max_share,
-            granularity=cfg.freeze_granularity, n_samples=cfg.freeze_samples, energy=cfg.freeze_energy,
-            warmup_epochs=cfg.freeze_warmup_epochs, seed=cfg.seed,
-        )
-    plugins["health"] = TrainingHealthPlugin(on_nan=cfg.on_nan, collapse_std=cfg.collapse_std)
-    return plugins
+__all__ = ["ExperimentRun", "format_results_table", "run_experiment"]
 
 
 def _seed_everything(seed: int) -> None:
@@ -158,16 +143,21 @@ class ExperimentRun:
                 f"(keys {', '.join(diff)}); resume with the same config and --set values"
             )
         s = self.strategy
+        for plugin in self.plugins.values():  # modules plugins add to the model (CaSSLe's predictor)
+            if hasattr(plugin, "attach"):
+                plugin.attach(s)
         s.model.load_state_dict(state["model"])
         for name, plugin_state in state["plugins"].items():
             plugin = self.plugins[name]
             if name == "freeze":
                 plugin.load_state_dict(plugin_state, backbone=s.backbone)
-            elif name == "lump":
+            elif name in ("lump", "der", "si", "ewc"):
                 plugin.load_state_dict(plugin_state, device=s.device)
             else:
                 plugin.load_state_dict(plugin_state)
-        # re-create the frozen prefix and the optimizer's parameter set before loading its state
+        # re-create the optimizer's parameter list as training left it (every model parameter
+        # but the frozen prefix, in model order) before loading its state
+        reset_optimizer(s.optimizer, s.model)
         apply_frozen_prefix(s.backbone, s.backbone.num_frozen_units, s.optimizer)
         s.optimizer.load_state_dict(state["optimizer"])
         s.optimized_param_id = dict(s.model.named_parameters())

@@ -64,11 +64,35 @@ def test_cli_end_to_end_writes_results(tmp_path, fmnist_available, capsys):
     assert eff[-1]["BwdFLOPs_Iter"] < eff[0]["BwdFLOPs_Iter"]  # freezing removed backward work
 
 
-@pytest.mark.parametrize("recipe", ["finetune", "lump", "freeze"])
+RECIPES = sorted(path.stem for path in (Path(__file__).resolve().parent.parent / "strategies").glob("*.yaml"))
+
+
+def test_every_registered_strategy_has_a_recipe_file():
+    from avalanche_freeze.recipes import available_strategies
+
+    assert sorted(available_strategies()) == RECIPES
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_runs_two_experiences(tmp_path, fmnist_available, recipe):
-    assert _run_cli(tmp_path, "--strategy", recipe, "--set", "n_experiences=5", name=recipe) == 0
+    assert _run_cli(tmp_path, "--strategy", recipe, "--set", "n_experiences=2", name=recipe) == 0
     r = json.loads((tmp_path / recipe / "results.json").read_text())
-    assert len(r["acc_matrix"]["knn_ti"]) == 5
+    assert r["config"]["strategy"] == recipe
+    assert len(r["acc_matrix"]["knn_ti"]) == 2 and None not in r["acc_matrix"]["knn_ti"][1]
+
+
+@pytest.mark.parametrize("recipe", ["si", "der", "cassle", "ewc"])
+def test_baseline_state_survives_resume(tmp_path, fmnist_available, recipe):
+    from avalanche_freeze.experiment import ExperimentRun
+
+    overrides = TINY_SET + [f"strategy={recipe}", "n_experiences=2"]
+    cfg = ExperimentConfig.from_sources(overrides=overrides)
+    full = ExperimentRun.build(cfg, tmp_path / "full", verbose=False).run()
+    ExperimentRun.build(cfg, tmp_path / "resumed", verbose=False).run(stop_after=1)
+    run = ExperimentRun.build(cfg, tmp_path / "resumed", verbose=False)
+    run.restore()
+    assert run.next_task == 1
+    assert run.run()["acc_matrix"] == full["acc_matrix"]
 
 
 def test_same_seed_runs_are_identical(tmp_path, fmnist_available):
@@ -146,6 +170,9 @@ BAD_CONFIGS = [
     (["on_nan=ignore"], "on_nan='ignore' is not accepted; accepted: stop, warn"),
     (["lump_mem_size=-1"], "lump_mem_size=-1 is not accepted"),
     (["lr_schedule=step"], "lr_schedule='step' is not accepted; accepted: none, cosine"),
+    (["si_xi=0"], "si_xi=0.0 is not accepted; accepted: a number > 0"),
+    (["der_alpha=-0.5"], "der_alpha=-0.5 is not accepted; accepted: a number >= 0"),
+    (["cassle_lambda=strong"], "cassle_lambda='strong' is not accepted; accepted: a number"),
 ]
 
 

@@ -1,7 +1,20 @@
-"""Avalanche plugins: LUMP and progressive task-correlated layer freezing."""
+"""Avalanche plugins: LUMP, progressive task-correlated layer freezing, and the
+self-supervised continual-learning baselines (SI, DER, CaSSLe, label-free EWC)."""
 
+from .cassle import CaSSLePlugin
 from .correlation_freeze import CorrelationFreezePlugin
+from .dark_experience_replay import DERPlugin
+from .ewc import SelfSupervisedEWCPlugin
 from .lump import LUMPPlugin
 from .reservoir import ReservoirBuffer
+from .synaptic_intelligence import SIPlugin
 
-__all__ = ["CorrelationFreezePlugin", "LUMPPlugin", "ReservoirBuffer"]
+__all__ = [
+    "CaSSLePlugin",
+    "CorrelationFreezePlugin",
+    "DERPlugin",
+    "LUMPPlugin",
+    "ReservoirBuffer",
+    "SIPlugin",
+    "SelfSupervisedEWCPlugin",
+]

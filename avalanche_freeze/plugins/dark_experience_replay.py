@@ -1,0 +1,88 @@
+"""Dark Experience Replay on backbone features (Buzzega et al., "Dark Experience for General
+Continual Learning: a Strong, Simple Baseline", NeurIPS 2020), as LUMP's DER baseline.
+
+Labels and logits do not exist in self-supervised training, so the "dark knowledge"
+replayed is the backbone's feature vector: a reservoir buffer keeps raw images with
+the features the backbone gave their first view when they were seen. Every iteration
+with a non-empty buffer adds
+
+    ``alpha * mean((backbone(T(buffer_raw)) - buffer_features)^2)``
+
+to the loss, with ``T`` the light crop + flip + normalise of LUMP's buffer. The buffer
+is offered every batch after every iteration (reservoir sampling over the whole stream).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from avalanche.core import SupervisedPlugin
+from torch import Tensor
+
+from .reservoir import ReservoirBuffer
+
+__all__ = ["DERPlugin"]
+
+
+class DERPlugin(SupervisedPlugin):
+    """DER for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
+
+    Args:
+        mem_size: buffer capacity in images, over all tasks (256, as LUMP).
+        alpha: weight of the feature-replay term (0.4, the LUMP reference configuration).
+        seed: seed of the buffer's sampling (default: drawn from torch's global RNG).
+
+    Example:
+        >>> from avalanche_freeze.plugins import DERPlugin
+        >>> DERPlugin(mem_size=256, alpha=0.4, seed=0).buffer.capacity
+        256
+    """
+
+    def __init__(self, *, mem_size: int = 256, alpha: float = 0.4, seed: Optional[int] = None) -> None:
+        super().__init__()
+        if mem_size < 0:
+            raise ValueError(f"mem_size={mem_size} is not accepted; accepted: an integer >= 0")
+        if alpha < 0:
+            raise ValueError(f"alpha={alpha} is not accepted; accepted: a number >= 0")
+        if seed is None:
+            seed = int(torch.randint(2**31 - 1, (1,)))
+        self.mem_size = mem_size
+        self.alpha = alpha
+        self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
+        #: The last replayed inputs (after ``T``), their stored features and the added term.
+        self.last_replay_inputs: Optional[Tensor] = None
+        self.last_replay_targets: Optional[Tensor] = None
+        self.last_penalty: Optional[Tensor] = None
+        self._features: Optional[Tensor] = None
+
+    def after_forward(self, strategy, **kwargs):
+        output = getattr(strategy, "ssl_output", None)
+        if output is None:
+            raise TypeError("DERPlugin needs a SelfSupervisedStrategy (it stores strategy.ssl_output features)")
+        self._features = output.features[0].detach()
+
+    def before_backward(self, strategy, **kwargs):
+        self.last_replay_inputs = self.last_replay_targets = self.last_penalty = None
+        if len(self.buffer) < 2:  # BatchNorm needs two samples
+            return
+        raw, stored = self.buffer.sample(strategy.train_mb_size)
+        inputs = strategy.augmentation.light(raw)
+        self.last_penalty = self.alpha * F.mse_loss(strategy.backbone(inputs), stored)
+        self.last_replay_inputs, self.last_replay_targets = inputs, stored
+        strategy.loss = strategy.loss + self.last_penalty
+
+    def after_training_iteration(self, strategy, **kwargs):
+        assert self._features is not None
+        # features of the batch's first view (DER and LUMP are alternative baselines: combined,
+        # these would be features of the mixed view, truncated to the mixed batch)
+        n = len(self._features)
+        self.buffer.add(strategy.mb_x[:n], self._features)
+        self._features = None
+
+    def state_dict(self) -> dict:
+        return {"buffer": self.buffer.state_dict()}
+
+    def load_state_dict(self, state: dict, device=None) -> None:
+        self.buffer.load_state_dict(state["buffer"], device=device)

@@ -1,0 +1,130 @@
+"""Synaptic Intelligence on the self-supervised loss (Zenke, Poole & Ganguli, "Continual
+Learning Through Synaptic Intelligence", ICML 2017), as LUMP's SI baseline.
+
+Each parameter ``k`` of the backbone collects, while a task trains, the path integral of
+its contribution to the loss decrease, ``omega_k += -g_k * delta_k`` per optimizer step
+(``g_k`` the gradient that drove the step, ``delta_k`` the change the step made). At the
+end of the task its importance grows by ``Omega_k += max(0, omega_k / (Delta_k^2 + xi))``
+(``Delta_k``: the parameter's change over the whole task), the anchor ``theta*_k`` moves
+to the current value and ``omega`` restarts. From the second task on the loss gets the
+penalty ``c * sum_k Omega_k * (theta_k - theta*_k)^2``.
+
+Differences from the LUMP reference code, on purpose: the penalty is *added* (the
+reference subtracts it), importances accumulate over tasks as in the paper (the
+reference overwrites them), and the path integral uses the actual parameter change
+(exact for SGD with momentum) instead of ``lr * g^2``.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import torch
+from avalanche.core import SupervisedPlugin
+from torch import Tensor, nn
+
+__all__ = ["SIPlugin"]
+
+
+def _regularised_module(strategy) -> nn.Module:
+    """The backbone of a SelfSupervisedStrategy, or the whole model of another strategy."""
+    return getattr(strategy, "backbone", strategy.model)
+
+
+class SIPlugin(SupervisedPlugin):
+    """Synaptic Intelligence for :class:`~avalanche_freeze.SelfSupervisedStrategy` (and other templates).
+
+    Regularises the backbone only (the heads are re-learned freely, as in LUMP's SI).
+    Parameters without a gradient in a step (a frozen prefix) collect no importance
+    and are not penalised.
+
+    Args:
+        c: strength of the penalty (1.0).
+        xi: damping of the importance denominator (1.0, LUMP's value).
+
+    Example:
+        >>> from avalanche_freeze.plugins import SIPlugin
+        >>> plugin = SIPlugin(c=1.0, xi=1.0)
+        >>> plugin.importance
+        {}
+    """
+
+    def __init__(self, *, c: float = 1.0, xi: float = 1.0) -> None:
+        super().__init__()
+        if c < 0:
+            raise ValueError(f"c={c} is not accepted; accepted: a number >= 0")
+        if xi <= 0:
+            raise ValueError(f"xi={xi} is not accepted; accepted: a number > 0")
+        self.c = c
+        self.xi = xi
+        #: Omega per parameter name (accumulated over finished tasks).
+        self.importance: Dict[str, Tensor] = {}
+        #: theta* per parameter name (values at the end of the last finished task).
+        self.anchor: Dict[str, Tensor] = {}
+        #: omega per parameter name (path integral over the task in progress).
+        self.path_integral: Dict[str, Tensor] = {}
+        self._task_start: Dict[str, Tensor] = {}
+        self._before_step: Dict[str, Tensor] = {}
+        self._grads: Dict[str, Tensor] = {}
+        self.last_penalty: Optional[Tensor] = None
+
+    # ------------------------------------------------------------- penalty
+    def penalty(self, module: nn.Module) -> Optional[Tensor]:
+        """``c * sum_k Omega_k (theta_k - theta*_k)^2`` over trainable parameters (None before task 2)."""
+        if not self.importance:
+            return None
+        total: Optional[Tensor] = None
+        for name, p in module.named_parameters():
+            if not p.requires_grad or name not in self.importance:
+                continue
+            omega = self.importance[name].to(p.device)
+            term = (omega * (p - self.anchor[name].to(p.device)) ** 2).sum()
+            total = term if total is None else total + term
+        return None if total is None else self.c * total
+
+    # ----------------------------------------------------------- callbacks
+    def before_training_exp(self, strategy, **kwargs):
+        module = _regularised_module(strategy)
+        self._task_start = {n: p.detach().clone() for n, p in module.named_parameters()}
+        self.path_integral = {n: torch.zeros_like(p) for n, p in self._task_start.items()}
+
+    def before_backward(self, strategy, **kwargs):
+        self.last_penalty = self.penalty(_regularised_module(strategy))
+        if self.last_penalty is not None:
+            strategy.loss = strategy.loss + self.last_penalty
+
+    def before_update(self, strategy, **kwargs):
+        self._before_step, self._grads = {}, {}
+        for name, p in _regularised_module(strategy).named_parameters():
+            if p.grad is not None and p.requires_grad:
+                self._before_step[name] = p.detach().clone()
+                self._grads[name] = p.grad.detach().clone()
+
+    @torch.no_grad()
+    def after_update(self, strategy, **kwargs):
+        params = dict(_regularised_module(strategy).named_parameters())
+        for name, grad in self._grads.items():
+            self.path_integral[name] -= grad * (params[name] - self._before_step[name])
+        self._before_step, self._grads = {}, {}
+
+    @torch.no_grad()
+    def after_training_exp(self, strategy, **kwargs):
+        for name, p in _regularised_module(strategy).named_parameters():
+            change = p.detach() - self._task_start[name]
+            gained = (self.path_integral[name] / (change**2 + self.xi)).clamp_min(0)
+            self.importance[name] = self.importance[name] + gained if name in self.importance else gained
+            self.anchor[name] = p.detach().clone()
+        self.path_integral = {}
+        self._task_start = {}
+
+    # --------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        """Importances and anchors (on the CPU); the path integral is empty between tasks."""
+        return {
+            "importance": {k: v.cpu() for k, v in self.importance.items()},
+            "anchor": {k: v.cpu() for k, v in self.anchor.items()},
+        }
+
+    def load_state_dict(self, state: dict, device=None) -> None:
+        self.importance = {k: v.to(device or "cpu") for k, v in state["importance"].items()}
+        self.anchor = {k: v.to(device or "cpu") for k, v in state["anchor"].items()}

@@ -1,0 +1,220 @@
+"""SI, DER, CaSSLe and label-free EWC: each term against its formula, and its gradient direction."""
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+from avalanche_freeze.plugins import CaSSLePlugin, DERPlugin, SelfSupervisedEWCPlugin, SIPlugin
+
+
+def _strategy(bench, plugins, **kw):
+    return SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1), augmentation=bench.augmentation,
+                                  ssl_options={"proj_dim": 32, "pred_dim": 8}, plugins=plugins, train_mb_size=32,
+                                  evaluator=None, **kw)
+
+
+class _AtBackward:
+    """Runs ``fn(strategy)`` in before_backward, after the plugins listed before it."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def before_backward(self, strategy, **kw):
+        self.fn(strategy)
+
+
+# ------------------------------------------------------------------------- SI
+def test_si_path_integral_importance_and_penalty_follow_the_formulas():
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    plugin = SIPlugin(c=0.5, xi=0.1)
+    strategy = SimpleNamespace(backbone=net, model=net, loss=None)
+    start = {n: p.detach().clone() for n, p in net.named_parameters()}
+    expected = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
+    plugin.before_training_exp(strategy)
+    x, target = torch.randn(16, 3), torch.randn(16, 2)
+    for _ in range(5):
+        opt.zero_grad()
+        strategy.loss = F.mse_loss(net(x), target)
+        plugin.before_backward(strategy)
+        strategy.loss.backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters()}
+        before = {n: p.detach().clone() for n, p in net.named_parameters()}
+        plugin.before_update(strategy)
+        opt.step()
+        plugin.after_update(strategy)
+        for n, p in net.named_parameters():
+            expected[n] -= grads[n] * (p.detach() - before[n])
+    for n in expected:
+        assert torch.allclose(plugin.path_integral[n], expected[n], atol=1e-7)
+    plugin.after_training_exp(strategy)
+    for n, p in net.named_parameters():
+        omega = (expected[n] / ((p.detach() - start[n]) ** 2 + 0.1)).clamp_min(0)
+        assert torch.allclose(plugin.importance[n], omega, atol=1e-7)
+        assert torch.equal(plugin.anchor[n], p.detach())
+    assert any(v.sum() > 0 for v in plugin.importance.values())  # the loss went down: importance > 0
+
+    # the penalty's gradient is 2 c Omega (theta - theta*): it pulls every parameter back to its anchor
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net.zero_grad()
+    penalty = plugin.penalty(net)
+    penalty.backward()
+    for n, p in net.named_parameters():
+        shift = p.detach() - plugin.anchor[n]
+        assert torch.allclose(p.grad, 2 * 0.5 * plugin.importance[n] * shift, atol=1e-7)
+        assert float((p.grad * shift).sum()) >= 0  # a descent step moves toward theta*
+
+
+def test_si_adds_its_penalty_from_the_second_task_on(tiny_bench):
+    plugin = SIPlugin(c=1.0)
+    penalties = []
+    s = _strategy(tiny_bench, [plugin, _AtBackward(lambda st: penalties.append(plugin.last_penalty))])
+    s.train(tiny_bench.benchmark.train_stream[0])
+    assert all(p is None for p in penalties)
+    assert set(plugin.importance) == {n for n, _ in s.backbone.named_parameters()}  # backbone only
+    penalties.clear()
+    s.train(tiny_bench.benchmark.train_stream[1])
+    assert penalties[0] is not None and float(penalties[0].detach()) == 0.0  # theta == theta* at the first step
+    assert float(penalties[-1].detach()) > 0
+
+
+# ------------------------------------------------------------------------ DER
+def test_der_replays_stored_features_with_the_mse_term(tiny_bench):
+    plugin = DERPlugin(mem_size=48, alpha=0.4, seed=0)
+    checked = []
+
+    def check(st):
+        if plugin.last_penalty is None:
+            return
+        backbone = copy.deepcopy(st.backbone)  # probe a copy: the real graph must stay intact
+        target = plugin.last_replay_targets
+        penalty = 0.4 * ((backbone(plugin.last_replay_inputs) - target) ** 2).mean()
+        assert torch.allclose(plugin.last_penalty, penalty, rtol=1e-5)
+        # descending the term's gradient moves the replayed features toward the stored ones
+        params = [p for p in backbone.parameters() if p.requires_grad]
+        grads = torch.autograd.grad(penalty, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.sub_(1e-3 * g)
+            after = F.mse_loss(backbone(plugin.last_replay_inputs), target)
+        checked.append(float(after) < float(plugin.last_penalty) / 0.4)
+
+    s = _strategy(tiny_bench, [plugin, _AtBackward(check)])
+    s.train(tiny_bench.benchmark.train_stream[0])
+    assert len(plugin.buffer) == 48 and plugin.buffer.num_seen == 128
+    assert len(checked) == 3 and all(checked)  # iterations 2-4 of 4 replay
+    # stored features are the backbone's 512-d (width-scaled) features, not images
+    assert plugin.buffer.views.shape == (48, s.backbone.feature_dim)
+
+
+# --------------------------------------------------------------------- CaSSLe
+def test_cassle_distils_into_the_frozen_previous_model(tiny_bench):
+    plugin = CaSSLePlugin(lam=1.0)
+    seen = []
+
+    def check(st):
+        if plugin.last_penalty is None:
+            seen.append(None)
+            return
+        predictor = copy.deepcopy(st.model.cassle_predictor)  # probe a copy: the real graph must stay intact
+        with torch.no_grad():
+            targets = [plugin.frozen_ssl.projector(plugin.frozen_backbone(v)) for v in st.mb_views]
+        z = [zi.detach() for zi in st.ssl_output.projections]
+        penalty = 0.5 * sum(-F.cosine_similarity(predictor(zi), ti).mean() for zi, ti in zip(z, targets))
+        assert torch.allclose(plugin.last_penalty, penalty, atol=1e-5)
+        # a step against the term's gradient makes the predictions more similar to the frozen targets
+        params = list(predictor.parameters())
+        grads = torch.autograd.grad(penalty, params)
+        with torch.no_grad():
+            cos_before = F.cosine_similarity(predictor(z[0]), targets[0]).mean()
+            for p, g in zip(params, grads):
+                p.sub_(1e-2 * g)
+            cos_after = F.cosine_similarity(predictor(z[0]), targets[0]).mean()
+        seen.append(float(cos_after) > float(cos_before))
+
+    s = _strategy(tiny_bench, [plugin, _AtBackward(check)])
+    s.train(tiny_bench.benchmark.train_stream[0])
+    assert seen and all(v is None for v in seen)  # nothing to distil from during task 1
+    end_of_task1 = {k: v.clone() for k, v in s.backbone.state_dict().items()}
+    predictor_before = [p.detach().clone() for p in s.model.cassle_predictor.parameters()]
+    assert all(any(p is q for q in s.optimizer.param_groups[0]["params"]) for p in s.model.cassle_predictor.parameters())
+    seen.clear()
+    snapshot = {}
+
+    class KeepCopy:
+        def after_training_epoch(self, strategy, **kw):
+            snapshot.update(plugin.frozen_backbone.state_dict())
+
+    s.plugins.append(KeepCopy())
+    s.train(tiny_bench.benchmark.train_stream[1])
+    assert seen and all(seen)
+    # the teacher is the end-of-task-1 model and stays untouched; the predictor learns
+    assert all(torch.equal(snapshot[k], end_of_task1[k]) for k in end_of_task1)
+    assert any(not torch.equal(a, b) for a, b in zip(predictor_before, s.model.cassle_predictor.parameters()))
+
+
+# ------------------------------------------------------------------------ EWC
+def test_ewc_importance_is_label_free_and_penalty_pulls_back(tiny_bench):
+    plugin = SelfSupervisedEWCPlugin(ewc_lambda=50.0)
+    s = _strategy(tiny_bench, [plugin])
+    exp = tiny_bench.benchmark.train_stream[0]
+    s.train(exp)
+    imp = plugin.importances[0]
+    assert sum(float(v.data.sum()) for v in imp.values()) > 0
+    # labels play no part: importances computed with every label replaced by -1 are identical
+    x = torch.stack([exp.dataset[i][0] for i in range(64)])
+    garbage = torch.utils.data.TensorDataset(x, torch.full((64,), -1), torch.zeros(64, dtype=torch.long))
+    plugin._strategy = s
+    torch.manual_seed(1)
+    a = plugin.compute_importances(s.model, None, s.optimizer, garbage, s.device, 32)
+    torch.manual_seed(1)
+    b = plugin.compute_importances(s.model, None, s.optimizer,
+                                   torch.utils.data.TensorDataset(x, torch.arange(64), torch.zeros(64, dtype=torch.long)),
+                                   s.device, 32)
+    plugin._strategy = None
+    assert all(torch.equal(a[k].data, b[k].data) for k in a)
+
+    # penalty = lambda * sum F (theta - theta*)^2, gradient 2 lambda F (theta - theta*)
+    with torch.no_grad():
+        for p in s.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    s.loss = torch.zeros(())
+    s.clock.train_exp_counter = 1
+    plugin.before_backward(s)
+    s.model.zero_grad()
+    s.loss.backward()
+    for name, p in s.model.named_parameters():
+        shift = p.detach() - plugin.saved_params[0][name].data
+        assert torch.allclose(p.grad, 2 * 50.0 * imp[name].data * shift, atol=1e-6)
+
+
+def test_ewc_and_si_state_round_trips():
+    si = SIPlugin()
+    si.importance, si.anchor = {"w": torch.rand(3)}, {"w": torch.rand(3)}
+    si2 = SIPlugin()
+    si2.load_state_dict(si.state_dict())
+    assert torch.equal(si2.importance["w"], si.importance["w"]) and torch.equal(si2.anchor["w"], si.anchor["w"])
+    from avalanche.training.utils import ParamData
+
+    ewc = SelfSupervisedEWCPlugin(ewc_lambda=1.0)
+    ewc.saved_params[0] = {"w": ParamData("w", init_tensor=torch.rand(2, 2))}
+    ewc.importances[0] = {"w": ParamData("w", init_tensor=torch.rand(2, 2))}
+    ewc2 = SelfSupervisedEWCPlugin(ewc_lambda=1.0)
+    ewc2.load_state_dict(ewc.state_dict())
+    assert torch.equal(ewc2.importances[0]["w"].data, ewc.importances[0]["w"].data)
+
+
+@pytest.mark.parametrize("make", [lambda: SIPlugin(c=-1), lambda: SIPlugin(xi=0), lambda: DERPlugin(alpha=-1),
+                                  lambda: DERPlugin(mem_size=-2), lambda: CaSSLePlugin(lam=-1),
+                                  lambda: SelfSupervisedEWCPlugin(ewc_lambda=-1)])
+def test_baseline_plugins_reject_bad_options(make):
+    with pytest.raises(ValueError, match="is not accepted"):
+        make()

@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="override a config key (repeatable)")
     run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start over even if --output holds a checkpoint (it is replaced)")
     run.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline unless logged in)")
     run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
     sub.add_parser("list", help="list strategies, SSL methods and config keys")
@@ -60,6 +62,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("ssl methods: " + ", ".join(available_ssl_methods()))
         print("config keys: " + ", ".join(ExperimentConfig.keys()))
         return 0
+    if args.resume and args.overwrite:
+        print("avalanche-freeze: error: --resume and --overwrite exclude each other", file=sys.stderr)
+        return 2
+    from .checkpoint import CHECKPOINT_NAME
+
+    if not args.resume and not args.overwrite and (args.output / CHECKPOINT_NAME).is_file():
+        print(f"avalanche-freeze: error: {args.output} already holds a run's checkpoint; pass --resume to "
+              "continue it, --overwrite to start over, or another --output", file=sys.stderr)
+        return 2
     try:
         files = []
         base = {}

@@ -237,6 +237,18 @@ def test_missing_fmnist_everywhere_names_all_three_places(tmp_path, monkeypatch)
     assert str(tmp_path) in msg and "nowhere" in msg and "torchvision download" in msg
 
 
+def test_cli_never_clobbers_a_checkpoint_silently(tmp_path, fmnist_available, capsys):
+    assert _run_cli(tmp_path, "--strategy", "finetune", "--set", "n_experiences=2", name="c") == 0
+    assert _run_cli(tmp_path, "--strategy", "finetune", "--set", "n_experiences=2", name="c") == 2
+    assert "already holds a run's checkpoint; pass --resume" in capsys.readouterr().err
+    assert _run_cli(tmp_path, "--strategy", "finetune", "--set", "n_experiences=2", "--resume", "--overwrite", name="c") == 2
+    assert "exclude each other" in capsys.readouterr().err
+    # resuming a finished run only reprints its table; --overwrite starts over
+    assert _run_cli(tmp_path, "--strategy", "finetune", "--set", "n_experiences=2", "--resume", name="c") == 0
+    assert "accuracy matrix [knn_ci]" in capsys.readouterr().out
+    assert _run_cli(tmp_path, "--strategy", "finetune", "--set", "n_experiences=2", "--overwrite", name="c") == 0
+
+
 def test_cli_reports_bad_set_key(capsys):
     assert main(["run", "--set", "epochz=3"]) == 2
     assert "unknown key 'epochz'" in capsys.readouterr().err

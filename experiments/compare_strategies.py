@@ -1,0 +1,102 @@
+"""Compare continual-learning strategies under one protocol: same data, budget and seeds.
+
+Every (strategy, seed) arm runs the same configuration with only ``strategy`` and
+``seed`` changed, checkpoints after every task into ``OUTPUT/STRATEGY/seedN`` and is
+reused (finished) or resumed (interrupted) when the script is run again with the same
+settings. Prints one table: final average kNN accuracy and forgetting under both
+protocols (mean and, with several seeds, the standard deviation), BWT and training time.
+
+Usage:
+    python experiments/compare_strategies.py --strategies finetune lump si der cassle \\
+        [--seeds 0 1 2] [--set key=value ...] [--output runs/compare]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+from avalanche_freeze.checkpoint import CHECKPOINT_NAME
+from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.experiment import ExperimentRun
+from avalanche_freeze.recipes import available_strategies
+
+COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting", "knn_ci", "CI fgt"),
+           ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("bwt", "knn_ci", "CI bwt")]
+
+
+def run_arm(cfg: ExperimentConfig, output: Path, *, verbose: bool = False) -> dict:
+    """Run one arm, reusing a finished run or resuming an interrupted one in ``output``."""
+    done = output / "results.json"
+    if done.is_file():
+        results = json.loads(done.read_text())
+        if results["config"] == cfg.to_dict():
+            return results
+    run = ExperimentRun.build(cfg, output, verbose=verbose)
+    if (output / CHECKPOINT_NAME).is_file():
+        run.restore()
+    return run.run()
+
+
+def _cell(values: Sequence[float]) -> str:
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return f"{mean:6.2f}"
+    return f"{mean:6.2f} ±{statistics.stdev(values):4.2f}"
+
+
+def format_comparison(results: Dict[str, List[dict]]) -> str:
+    """The comparison table (values in %, mean ± std over seeds)."""
+    n_seeds = max(len(r) for r in results.values())
+    width = 7 if n_seeds == 1 else 14
+    header = f"{'strategy':<14}" + "".join(f"{label:>{width + 1}}" for _, _, label in COLUMNS) + f"{'time s':>{width + 1}}"
+    lines = [header]
+    for name, runs in results.items():
+        cells = [_cell([100 * r[field][key] for r in runs]) for field, key, _ in COLUMNS]
+        cells.append(_cell([r["efficiency_total"]["TrainTime_Exp"] for r in runs]))
+        lines.append(f"{name:<14}" + "".join(f"{c:>{width + 1}}" for c in cells))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--strategies", nargs="+", default=["finetune", "lump", "si", "der", "cassle"],
+                   help=f"strategy recipes (accepted: {', '.join(available_strategies())})")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--output", type=Path, default=Path("runs/compare"))
+    p.add_argument("--verbose", action="store_true", help="per-experience progress output")
+    args = p.parse_args(argv)
+    unknown = [s for s in args.strategies if s not in available_strategies()]
+    if unknown:
+        print(f"compare_strategies: error: unknown strategy {', '.join(map(repr, unknown))}; "
+              f"accepted: {', '.join(available_strategies())}", file=sys.stderr)
+        return 2
+    try:
+        configs = {
+            (s, seed): ExperimentConfig.from_sources(overrides=list(args.overrides) + [f"strategy={s}", f"seed={seed}"])
+            for s in args.strategies for seed in args.seeds
+        }
+    except ConfigError as exc:
+        print(f"compare_strategies: error: {exc}", file=sys.stderr)
+        return 2
+    results: Dict[str, List[dict]] = {s: [] for s in args.strategies}
+    for (s, seed), cfg in configs.items():
+        print(f"[{s} seed {seed}] ...", flush=True)
+        results[s].append(run_arm(cfg, args.output / s / f"seed{seed}", verbose=args.verbose))
+    table = format_comparison(results)
+    first = next(iter(configs.values()))
+    n_tasks = next(iter(results.values()))[0]["n_tasks"]
+    print(f"\n{first.benchmark}, {first.ssl}, {n_tasks} tasks, {first.epochs} epochs/task, "
+          f"seeds {' '.join(map(str, args.seeds))}; kNN accuracy and forgetting in %")
+    print(table)
+    (args.output / "comparison.txt").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -22,7 +22,7 @@ $(FMNIST):
 	else echo "Fashion-MNIST is not installed and this user cannot run apt-get: run 'sudo apt-get install dataset-fashion-mnist', or pass --set data_root=DIR with the four IDX files (torchvision will also try to download them)."; fi
 
 run: setup
-	$(VENV)/bin/avalanche-freeze run --strategy lump_freeze --output runs/demo --overwrite $(ARGS)
+	$(VENV)/bin/avalanche-freeze run --strategy lump_freeze --config experiments/configs/fmnist.yaml --output runs/demo --overwrite $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(ARGS)

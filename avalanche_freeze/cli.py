@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -40,17 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
     sub.add_parser("list", help="list strategies, SSL methods and config keys")
     return p
-
-
-def _wandb_logger(cfg: ExperimentConfig, output: Path):
-    from avalanche.logging import WandBLogger
-    from wandb.sdk.lib.runid import generate_id
-
-    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
-        os.environ.setdefault("WANDB_MODE", "offline")
-    run_name = f"{cfg.benchmark}-{cfg.ssl}-{cfg.strategy}-s{cfg.seed}"
-    return WandBLogger(project_name=cfg.wandb_project, run_name=run_name, dir=str(output),
-                       config=cfg.to_dict(), params={"id": os.environ.get("WANDB_RUN_ID") or generate_id()})
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -94,10 +82,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .checkpoint import CheckpointError
     from .experiment import format_results_table, run_experiment
     from .health import TrainingHealthError
+    from .wandb_logging import make_wandb_logger
 
     try:
-        loggers = [_wandb_logger(cfg, args.output)] if cfg.wandb else []
-        results = run_experiment(cfg, args.output, resume=args.resume, verbose=not args.quiet, extra_loggers=loggers)
+        wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb else None
+        loggers = [wandb_logger] if wandb_logger is not None else []
+        try:
+            results = run_experiment(cfg, args.output, resume=args.resume, verbose=not args.quiet,
+                                     extra_loggers=loggers)
+            if wandb_logger is not None:
+                wandb_logger.log_results(results)
+        finally:
+            if wandb_logger is not None:
+                wandb_logger.finish()
     except (DatasetError, CheckpointError, TrainingHealthError, ValueError) as exc:
         print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ machine-readable line:
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
 
 Usage:
-    python experiments/bench_freeze.py [--device cuda] [--set key=value ...]
+    python experiments/bench_freeze.py [--device cuda] [--config FILE] [--set key=value ...]
 """
 
 from __future__ import annotations
@@ -21,25 +21,26 @@ from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import ExperimentRun
 
 
-def _arm(overrides, strategy, output: Path) -> dict:
-    cfg = ExperimentConfig.from_sources(overrides=list(overrides) + [f"strategy={strategy}"])
+def _arm(files, overrides, strategy, output: Path) -> dict:
+    cfg = ExperimentConfig.from_sources(files=files, overrides=list(overrides) + [f"strategy={strategy}"])
     return ExperimentRun.build(cfg, output / strategy, verbose=False).run()
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=[], type=Path, help="YAML config file (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None, help="cpu or cuda (same as --set device=...)")
     p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
     args = p.parse_args(argv)
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     try:
-        ExperimentConfig.from_sources(overrides=overrides)
+        ExperimentConfig.from_sources(files=args.config, overrides=overrides)
     except ConfigError as exc:
         print(f"bench_freeze: error: {exc}", file=sys.stderr)
         return 2
-    lump = _arm(overrides, "lump", args.output)
-    freeze = _arm(overrides, "lump_freeze", args.output)
+    lump = _arm(args.config, overrides, "lump", args.output)
+    freeze = _arm(args.config, overrides, "lump_freeze", args.output)
 
     def tot(r, k):
         return r["efficiency_total"][k]

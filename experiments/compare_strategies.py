@@ -8,7 +8,7 @@ protocols (mean and, with several seeds, the standard deviation), BWT and traini
 
 Usage:
     python experiments/compare_strategies.py --strategies finetune lump si der cassle \\
-        [--seeds 0 1 2] [--set key=value ...] [--output runs/compare]
+        [--seeds 0 1 2] [--config FILE] [--set key=value ...] [--output runs/compare]
 """
 
 from __future__ import annotations
@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     p.add_argument("--strategies", nargs="+", default=["finetune", "lump", "si", "der", "cassle"],
                    help=f"strategy recipes (accepted: {', '.join(available_strategies())})")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--config", action="append", default=[], type=Path, help="YAML config file (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--output", type=Path, default=Path("runs/compare"))
     p.add_argument("--verbose", action="store_true", help="per-experience progress output")
@@ -78,7 +79,8 @@ def main(argv=None) -> int:
         return 2
     try:
         configs = {
-            (s, seed): ExperimentConfig.from_sources(overrides=list(args.overrides) + [f"strategy={s}", f"seed={seed}"])
+            (s, seed): ExperimentConfig.from_sources(files=args.config,
+                                                     overrides=list(args.overrides) + [f"strategy={s}", f"seed={seed}"])
             for s in args.strategies for seed in args.seeds
         }
     except ConfigError as exc:

@@ -257,3 +257,10 @@ def test_cli_reports_bad_set_key(capsys):
 def test_console_script_entry_point_lists():
     out = subprocess.run([sys.executable, "-m", "avalanche_freeze.cli", "list"], capture_output=True, text=True)
     assert out.returncode == 0 and "lump_freeze" in out.stdout and "simsiam" in out.stdout
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "experiments" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.stem)
+def test_experiment_configs_are_valid(path):
+    cfg = ExperimentConfig.from_sources(files=[path])
+    assert cfg.benchmark == path.stem

@@ -24,7 +24,7 @@ from avalanche.training.plugins import EvaluationPlugin
 
 from .backbones import CifarResNet18
 from .benchmarks import make_benchmark
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .continual_metrics import as_rows, summarize
 from .efficiency import EfficiencyMetrics
@@ -34,7 +34,7 @@ from .probes import make_probe
 from .recipes import build_plugins
 from .strategy import SelfSupervisedStrategy
 
-__all__ = ["ExperimentRun", "format_results_table", "run_experiment"]
+__all__ = ["ExperimentRun", "format_results_table", "run_experiment", "run_or_reuse"]
 
 
 def _seed_everything(seed: int) -> None:
@@ -231,6 +231,21 @@ def run_experiment(cfg: ExperimentConfig, output_dir: Path, *, resume: bool = Fa
     """Build, (optionally) resume, run; returns the results dict also written to ``results.json``."""
     run = ExperimentRun.build(cfg, output_dir, verbose=verbose, extra_loggers=extra_loggers)
     if resume:
+        run.restore()
+    return run.run()
+
+
+def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = False) -> Dict[str, Any]:
+    """Results of ``cfg`` in ``output_dir``: reused when a finished run there has the same
+    configuration, resumed from its checkpoint when an interrupted one does, run otherwise
+    (for experiment grids that are re-run after a crash)."""
+    done = output_dir / "results.json"
+    if done.is_file():
+        results = json.loads(done.read_text())
+        if results["config"] == cfg.to_dict():
+            return results
+    run = ExperimentRun.build(cfg, output_dir, verbose=verbose)
+    if (output_dir / CHECKPOINT_NAME).is_file():
         run.restore()
     return run.run()
 

@@ -18,12 +18,16 @@ import sys
 from pathlib import Path
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.experiment import ExperimentRun
+from avalanche_freeze.experiment import ExperimentRun, run_or_reuse
 
 
-def _arm(files, overrides, strategy, output: Path) -> dict:
+def _arm(files, overrides, strategy, output: Path, reuse: bool) -> dict:
     cfg = ExperimentConfig.from_sources(files=files, overrides=list(overrides) + [f"strategy={strategy}"])
-    return ExperimentRun.build(cfg, output / strategy, verbose=False).run()
+    # the same directory layout as compare_strategies.py, so grids can share finished arms
+    arm_dir = output / strategy / f"seed{cfg.seed}"
+    if reuse:
+        return run_or_reuse(cfg, arm_dir)
+    return ExperimentRun.build(cfg, arm_dir, verbose=False).run()
 
 
 def main(argv=None) -> int:
@@ -32,6 +36,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None, help="cpu or cuda (same as --set device=...)")
     p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse finished arms in --output (e.g. from compare_strategies.py) instead of running "
+                        "both side by side now; time ratios then compare runs made at different times")
     args = p.parse_args(argv)
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     try:
@@ -39,8 +46,8 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"bench_freeze: error: {exc}", file=sys.stderr)
         return 2
-    lump = _arm(args.config, overrides, "lump", args.output)
-    freeze = _arm(args.config, overrides, "lump_freeze", args.output)
+    lump = _arm(args.config, overrides, "lump", args.output, args.reuse)
+    freeze = _arm(args.config, overrides, "lump_freeze", args.output, args.reuse)
 
     def tot(r, k):
         return r["efficiency_total"][k]

@@ -14,32 +14,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from avalanche_freeze.checkpoint import CHECKPOINT_NAME
 from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.experiment import ExperimentRun
+from avalanche_freeze.experiment import run_or_reuse
 from avalanche_freeze.recipes import available_strategies
 
 COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting", "knn_ci", "CI fgt"),
            ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("bwt", "knn_ci", "CI bwt")]
-
-
-def run_arm(cfg: ExperimentConfig, output: Path, *, verbose: bool = False) -> dict:
-    """Run one arm, reusing a finished run or resuming an interrupted one in ``output``."""
-    done = output / "results.json"
-    if done.is_file():
-        results = json.loads(done.read_text())
-        if results["config"] == cfg.to_dict():
-            return results
-    run = ExperimentRun.build(cfg, output, verbose=verbose)
-    if (output / CHECKPOINT_NAME).is_file():
-        run.restore()
-    return run.run()
 
 
 def _cell(values: Sequence[float]) -> str:
@@ -89,7 +74,7 @@ def main(argv=None) -> int:
     results: Dict[str, List[dict]] = {s: [] for s in args.strategies}
     for (s, seed), cfg in configs.items():
         print(f"[{s} seed {seed}] ...", flush=True)
-        results[s].append(run_arm(cfg, args.output / s / f"seed{seed}", verbose=args.verbose))
+        results[s].append(run_or_reuse(cfg, args.output / s / f"seed{seed}", verbose=args.verbose))
     table = format_comparison(results)
     first = next(iter(configs.values()))
     n_tasks = next(iter(results.values()))[0]["n_tasks"]

@@ -6,7 +6,9 @@ NaN where task ``j`` was not evaluated). With ``T`` tasks:
 * average accuracy = ``mean_j acc[T-1][j]``;
 * forgetting of task ``j < T-1`` = ``max_{j <= i < T-1} acc[i][j] - acc[T-1][j]``,
   averaged over ``j`` (the paper's definition);
-* BWT = ``mean_{j < T-1} (acc[T-1][j] - acc[j][j])``.
+* BWT = ``mean_{j < T-1} (acc[T-1][j] - acc[j][j])``;
+* learning accuracy = ``mean_j acc[j][j]``, the accuracy on each task right after learning
+  it (plasticity; Riemer et al., ICLR 2019).
 
 Example:
     >>> m = [[0.9, None], [0.7, 0.8]]
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence
 
-__all__ = ["average_accuracy", "backward_transfer", "forgetting", "summarize"]
+__all__ = ["average_accuracy", "backward_transfer", "forgetting", "learning_accuracy", "summarize"]
 
 Matrix = Sequence[Sequence[Optional[float]]]
 
@@ -70,9 +72,19 @@ def backward_transfer(m: Matrix) -> float:
     return sum(diffs) / len(diffs) if diffs else 0.0
 
 
+def learning_accuracy(m: Matrix) -> float:
+    """Mean accuracy on each task right after training it (the diagonal)."""
+    t = _check(m)
+    diag = [v for j in range(t) if (v := _value(m, j, j)) is not None]
+    if not diag:
+        raise ValueError("the accuracy matrix has no diagonal entries")
+    return sum(diag) / len(diag)
+
+
 def summarize(m: Matrix) -> dict:
-    """``{"avg_acc", "forgetting", "bwt"}`` of an accuracy matrix."""
-    return {"avg_acc": average_accuracy(m), "forgetting": forgetting(m), "bwt": backward_transfer(m)}
+    """``{"avg_acc", "forgetting", "bwt", "learning_acc"}`` of an accuracy matrix."""
+    return {"avg_acc": average_accuracy(m), "forgetting": forgetting(m), "bwt": backward_transfer(m),
+            "learning_acc": learning_accuracy(m)}
 
 
 def as_rows(m: Matrix) -> List[List[Optional[float]]]:

@@ -211,6 +211,7 @@ class ExperimentRun:
         r["avg_acc"] = {k: v["avg_acc"] for k, v in summaries.items()}
         r["forgetting"] = {k: v["forgetting"] for k, v in summaries.items()}
         r["bwt"] = {k: v["bwt"] for k, v in summaries.items()}
+        r["learning_acc"] = {k: v["learning_acc"] for k, v in summaries.items()}
         eff = r["efficiency"]
         r["efficiency_total"] = {
             key: sum(e.get(key, 0.0) for e in eff)

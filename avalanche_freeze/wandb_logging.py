@@ -62,7 +62,7 @@ class SSLWandBLogger(WandBLogger):
     def log_results(self, results: Dict[str, Any]) -> None:
         """The end-of-run dashboard: summary values and tables from a ``results.json`` dict."""
         wandb, run = self.wandb, self.wandb.run
-        for field in ("avg_acc", "forgetting", "bwt"):
+        for field in ("avg_acc", "forgetting", "bwt", "learning_acc"):
             for key, value in results.get(field, {}).items():
                 run.summary[f"final/{field}/{key}"] = value
         for key, value in results.get("efficiency_total", {}).items():

@@ -4,7 +4,8 @@ Every (strategy, seed) arm runs the same configuration with only ``strategy`` an
 ``seed`` changed, checkpoints after every task into ``OUTPUT/STRATEGY/seedN`` and is
 reused (finished) or resumed (interrupted) when the script is run again with the same
 settings. Prints one table: final average kNN accuracy and forgetting under both
-protocols (mean and, with several seeds, the standard deviation), BWT and training time.
+protocols, task-incremental learning accuracy (accuracy on each task right after learning
+it: plasticity) and training time; mean and, with several seeds, standard deviation.
 
 Usage:
     python experiments/compare_strategies.py --strategies finetune lump si der cassle \\
@@ -20,11 +21,18 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.continual_metrics import learning_accuracy
 from avalanche_freeze.experiment import run_or_reuse
 from avalanche_freeze.recipes import available_strategies
 
 COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting", "knn_ci", "CI fgt"),
-           ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("bwt", "knn_ci", "CI bwt")]
+           ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("learning_acc", "knn_ti", "TI LA")]
+
+
+def _value(results: dict, field: str, key: str) -> float:
+    if field == "learning_acc":  # computed from the matrix, so runs finished by older versions work too
+        return learning_accuracy(results["acc_matrix"][key])
+    return results[field][key]
 
 
 def _cell(values: Sequence[float]) -> str:
@@ -41,7 +49,7 @@ def format_comparison(results: Dict[str, List[dict]]) -> str:
     header = f"{'strategy':<14}" + "".join(f"{label:>{width + 1}}" for _, _, label in COLUMNS) + f"{'time s':>{width + 1}}"
     lines = [header]
     for name, runs in results.items():
-        cells = [_cell([100 * r[field][key] for r in runs]) for field, key, _ in COLUMNS]
+        cells = [_cell([100 * _value(r, field, key) for r in runs]) for field, key, _ in COLUMNS]
         cells.append(_cell([r["efficiency_total"]["TrainTime_Exp"] for r in runs]))
         lines.append(f"{name:<14}" + "".join(f"{c:>{width + 1}}" for c in cells))
     return "\n".join(lines)

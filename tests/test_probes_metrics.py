@@ -5,7 +5,13 @@ import math
 import pytest
 import torch
 
-from avalanche_freeze.continual_metrics import average_accuracy, backward_transfer, forgetting, summarize
+from avalanche_freeze.continual_metrics import (
+    average_accuracy,
+    backward_transfer,
+    forgetting,
+    learning_accuracy,
+    summarize,
+)
 from avalanche_freeze.probes import KNNProbe, LinearProbe
 
 
@@ -59,6 +65,8 @@ def test_summaries_on_hand_made_matrix():
     assert forgetting(m) == pytest.approx((0.30 - 0.05) / 2)
     assert backward_transfer(m) == pytest.approx(((0.60 - 0.90) + (0.85 - 0.80)) / 2)
     assert summarize(m)["avg_acc"] == pytest.approx(average_accuracy(m))
+    assert learning_accuracy(m) == pytest.approx((0.90 + 0.80 + 0.75) / 3)
+    assert summarize(m)["learning_acc"] == pytest.approx(learning_accuracy(m))
 
 
 def test_forgetting_ignores_rows_before_a_task_was_learned():

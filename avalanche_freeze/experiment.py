@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
 from avalanche.logging import InteractiveLogger, TextLogger
-from avalanche.models.dynamic_optimizers import reset_optimizer
+from avalanche.models.dynamic_optimizers import update_optimizer
 from avalanche.training.plugins import EvaluationPlugin
 
 from .backbones import CifarResNet18
@@ -155,9 +155,10 @@ class ExperimentRun:
                 plugin.load_state_dict(plugin_state, device=s.device)
             else:
                 plugin.load_state_dict(plugin_state)
-        # re-create the optimizer's parameter list as training left it (every model parameter
-        # but the frozen prefix, in model order) before loading its state
-        reset_optimizer(s.optimizer, s.model)
+        # re-create the optimizer's parameter list as training left it (as Avalanche's first
+        # make_optimizer did: parameters added by plugins appended; then the frozen prefix
+        # taken out) before loading its state
+        update_optimizer(s.optimizer, dict(s.model.named_parameters()), optimized_params=None)
         apply_frozen_prefix(s.backbone, s.backbone.num_frozen_units, s.optimizer)
         s.optimizer.load_state_dict(state["optimizer"])
         s.optimized_param_id = dict(s.model.named_parameters())

@@ -5,7 +5,9 @@ Every (strategy, seed) arm runs the same configuration with only ``strategy`` an
 reused (finished) or resumed (interrupted) when the script is run again with the same
 settings. Prints one table: final average kNN accuracy and forgetting under both
 protocols, task-incremental learning accuracy (accuracy on each task right after learning
-it: plasticity) and training time; mean and, with several seeds, standard deviation.
+it: plasticity); mean and, with several seeds, standard deviation. (Training time is not
+compared here: arms run one after another, under whatever else loads the machine; compare
+efficiency side by side with ``bench_freeze.py``.)
 
 Usage:
     python experiments/compare_strategies.py --strategies finetune lump si der cassle \\
@@ -46,11 +48,10 @@ def format_comparison(results: Dict[str, List[dict]]) -> str:
     """The comparison table (values in %, mean ± std over seeds)."""
     n_seeds = max(len(r) for r in results.values())
     width = 7 if n_seeds == 1 else 14
-    header = f"{'strategy':<14}" + "".join(f"{label:>{width + 1}}" for _, _, label in COLUMNS) + f"{'time s':>{width + 1}}"
+    header = f"{'strategy':<14}" + "".join(f"{label:>{width + 1}}" for _, _, label in COLUMNS)
     lines = [header]
     for name, runs in results.items():
         cells = [_cell([100 * _value(r, field, key) for r in runs]) for field, key, _ in COLUMNS]
-        cells.append(_cell([r["efficiency_total"]["TrainTime_Exp"] for r in runs]))
         lines.append(f"{name:<14}" + "".join(f"{c:>{width + 1}}" for c in cells))
     return "\n".join(lines)
 

@@ -263,4 +263,4 @@ def test_console_script_entry_point_lists():
                          ids=lambda p: p.stem)
 def test_experiment_configs_are_valid(path):
     cfg = ExperimentConfig.from_sources(files=[path])
-    assert cfg.benchmark == path.stem
+    assert path.stem.startswith(cfg.benchmark)

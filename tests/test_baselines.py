@@ -115,6 +115,14 @@ def test_der_replays_stored_features_with_the_mse_term(tiny_bench):
     assert plugin.buffer.views.shape == (48, s.backbone.feature_dim)
 
 
+def test_der_refuses_to_run_with_lump(tiny_bench):
+    from avalanche_freeze.plugins import LUMPPlugin
+
+    s = _strategy(tiny_bench, [DERPlugin(seed=0), LUMPPlugin(seed=0)])
+    with pytest.raises(ValueError, match="DERPlugin cannot be combined with LUMPPlugin"):
+        s.train(tiny_bench.benchmark.train_stream[0])
+
+
 # --------------------------------------------------------------------- CaSSLe
 def test_cassle_distils_into_the_frozen_previous_model(tiny_bench):
     plugin = CaSSLePlugin(lam=1.0)

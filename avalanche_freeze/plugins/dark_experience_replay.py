@@ -57,6 +57,13 @@ class DERPlugin(SupervisedPlugin):
         self.last_penalty: Optional[Tensor] = None
         self._features: Optional[Tensor] = None
 
+    def before_training(self, strategy, **kwargs):
+        from .lump import LUMPPlugin
+
+        if any(isinstance(p, LUMPPlugin) for p in strategy.plugins):
+            raise ValueError("DERPlugin cannot be combined with LUMPPlugin: DER would store features of LUMP's "
+                             "mixed views under unmixed images; use one of the two baselines")
+
     def after_forward(self, strategy, **kwargs):
         output = getattr(strategy, "ssl_output", None)
         if output is None:
@@ -75,10 +82,7 @@ class DERPlugin(SupervisedPlugin):
 
     def after_training_iteration(self, strategy, **kwargs):
         assert self._features is not None
-        # features of the batch's first view (DER and LUMP are alternative baselines: combined,
-        # these would be features of the mixed view, truncated to the mixed batch)
-        n = len(self._features)
-        self.buffer.add(strategy.mb_x[:n], self._features)
+        self.buffer.add(strategy.mb_x, self._features)  # features of the batch's first view
         self._features = None
 
     def state_dict(self) -> dict:

@@ -8,6 +8,7 @@ and writes ``results.json``.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import random
@@ -51,6 +52,15 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
+
+
+def _load_plugin_state(plugin: Any, state: dict, strategy: SelfSupervisedStrategy) -> None:
+    """``plugin.load_state_dict(state)``, passing the training ``device`` and/or the ``backbone``
+    to plugins whose ``load_state_dict`` takes them (buffers and importances go back to the
+    device; a CKA snapshot is rebuilt from the backbone)."""
+    accepted = inspect.signature(plugin.load_state_dict).parameters
+    context = {"device": strategy.device, "backbone": strategy.backbone}
+    plugin.load_state_dict(state, **{k: v for k, v in context.items() if k in accepted})
 
 
 def _protocol_key(probe: str, protocol: str) -> str:
@@ -148,13 +158,7 @@ class ExperimentRun:
                 plugin.attach(s)
         s.model.load_state_dict(state["model"])
         for name, plugin_state in state["plugins"].items():
-            plugin = self.plugins[name]
-            if name == "freeze":
-                plugin.load_state_dict(plugin_state, backbone=s.backbone)
-            elif name in ("lump", "der", "si", "ewc"):
-                plugin.load_state_dict(plugin_state, device=s.device)
-            else:
-                plugin.load_state_dict(plugin_state)
+            _load_plugin_state(self.plugins[name], plugin_state, s)
         # re-create the optimizer's parameter list as training left it (as Avalanche's first
         # make_optimizer did: parameters added by plugins appended; then the frozen prefix
         # taken out) before loading its state

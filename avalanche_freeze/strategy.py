@@ -243,9 +243,9 @@ class SelfSupervisedStrategy(SupervisedTemplate):
             return self.ssl_output.loss
         if self.probe is None:
             return torch.zeros((), device=self.device)
-        # negative log-likelihood of the probe's normalised class scores
-        scores = self.mb_output.clamp_min(0) if isinstance(self.probe, KNNProbe) else None
-        if scores is not None:
+        if isinstance(self.probe, KNNProbe):
+            # negative log-likelihood of the kNN's normalised class votes
+            scores = self.mb_output.clamp_min(0)
             probs = scores / scores.sum(1, keepdim=True).clamp_min(1e-12)
             return F.nll_loss(probs.clamp_min(1e-12).log(), self._clip_labels(self.mb_y, probs.shape[1]))
         return F.cross_entropy(self.mb_output, self._clip_labels(self.mb_y, self.mb_output.shape[1]))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
@@ -46,8 +45,6 @@ class DERPlugin(SupervisedPlugin):
             raise ValueError(f"mem_size={mem_size} is not accepted; accepted: an integer >= 0")
         if alpha < 0:
             raise ValueError(f"alpha={alpha} is not accepted; accepted: a number >= 0")
-        if seed is None:
-            seed = int(torch.randint(2**31 - 1, (1,)))
         self.mem_size = mem_size
         self.alpha = alpha
         self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)

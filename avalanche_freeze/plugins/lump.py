@@ -49,12 +49,10 @@ class LUMPPlugin(SupervisedPlugin):
             raise ValueError(f"mem_size={mem_size} must be >= 0")
         if alpha <= 0:
             raise ValueError(f"alpha={alpha} must be > 0")
-        if seed is None:
-            seed = int(torch.randint(2**31 - 1, (1,)))
         self.mem_size = mem_size
         self.alpha = alpha
         self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
-        self.rng = np.random.default_rng(seed)
+        self.rng = np.random.default_rng(self.buffer.seed)
         self.last_lambda: Optional[float] = None
         self._clean_view2: Optional[torch.Tensor] = None
 

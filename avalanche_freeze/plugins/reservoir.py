@@ -19,7 +19,7 @@ class ReservoirBuffer:
 
     Args:
         capacity: number of slots (0 disables the buffer).
-        seed: seed of the buffer's generator.
+        seed: seed of the buffer's generator (``None``: drawn from torch's global RNG).
 
     Example:
         >>> buf = ReservoirBuffer(capacity=2, seed=0)
@@ -28,10 +28,14 @@ class ReservoirBuffer:
         (2, 5)
     """
 
-    def __init__(self, *, capacity: int, seed: int = 0) -> None:
+    def __init__(self, *, capacity: int, seed: Optional[int] = 0) -> None:
         if capacity < 0:
             raise ValueError(f"capacity={capacity} must be >= 0")
+        if seed is None:  # drawn from torch's global RNG: reproducible under torch.manual_seed
+            seed = int(torch.randint(2**31 - 1, (1,)))
         self.capacity = capacity
+        #: The seed of the buffer's generator (also used by plugins for their own draws).
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.num_seen = 0
         self.raw: Optional[Tensor] = None

@@ -59,11 +59,11 @@ class SIPlugin(SupervisedPlugin):
         self.xi = xi
         #: Omega per parameter name (accumulated over finished tasks).
         self.importance: Dict[str, Tensor] = {}
-        #: theta* per parameter name (values at the end of the last finished task).
+        #: theta* per parameter name: the values at the end of the last finished task, which
+        #: are also the start of the task in progress (set at its start, so task 1 has one too).
         self.anchor: Dict[str, Tensor] = {}
         #: omega per parameter name (path integral over the task in progress).
         self.path_integral: Dict[str, Tensor] = {}
-        self._task_start: Dict[str, Tensor] = {}
         self._before_step: Dict[str, Tensor] = {}
         self._grads: Dict[str, Tensor] = {}
         self.last_penalty: Optional[Tensor] = None
@@ -85,8 +85,8 @@ class SIPlugin(SupervisedPlugin):
     # ----------------------------------------------------------- callbacks
     def before_training_exp(self, strategy, **kwargs):
         module = _regularised_module(strategy)
-        self._task_start = {n: p.detach().clone() for n, p in module.named_parameters()}
-        self.path_integral = {n: torch.zeros_like(p) for n, p in self._task_start.items()}
+        self.anchor = {n: p.detach().clone() for n, p in module.named_parameters()}
+        self.path_integral = {n: torch.zeros_like(p) for n, p in self.anchor.items()}
 
     def before_backward(self, strategy, **kwargs):
         self.last_penalty = self.penalty(_regularised_module(strategy))
@@ -110,12 +110,11 @@ class SIPlugin(SupervisedPlugin):
     @torch.no_grad()
     def after_training_exp(self, strategy, **kwargs):
         for name, p in _regularised_module(strategy).named_parameters():
-            change = p.detach() - self._task_start[name]
+            change = p.detach() - self.anchor[name]
             gained = (self.path_integral[name] / (change**2 + self.xi)).clamp_min(0)
             self.importance[name] = self.importance[name] + gained if name in self.importance else gained
             self.anchor[name] = p.detach().clone()
         self.path_integral = {}
-        self._task_start = {}
 
     # --------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:

@@ -7,20 +7,21 @@ self-supervised training template.
 
 import warnings as _warnings
 
-# qpsolvers (pulled in by Avalanche's GEM) warns at import when no QP solver is installed;
-# nothing here uses it.
-_warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
-
-from .augmentations import TwoViewAugmentation  # noqa: E402
-from .backbones import CifarResNet18, FreezableBackbone  # noqa: E402
-from .benchmarks import DatasetError, SSLBenchmark, make_benchmark  # noqa: E402
-from .probes import KNNProbe, LinearProbe  # noqa: E402
-from .strategy import SelfSupervisedModel, SelfSupervisedStrategy, default_ssl_evaluator  # noqa: E402
+with _warnings.catch_warnings():  # restores the caller's warning filters afterwards
+    # qpsolvers (imported by Avalanche's GEM) warns when no QP solver is installed; nothing here uses it
+    _warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
+    from .augmentations import TwoViewAugmentation
+    from .backbones import CifarResNet18, FreezableBackbone
+    from .benchmarks import DatasetError, SSLBenchmark, make_benchmark
+    from .probes import KNNProbe, LinearProbe
+    from .strategy import SelfSupervisedModel, SelfSupervisedStrategy, default_ssl_evaluator
+    from .validation import ConfigError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CifarResNet18",
+    "ConfigError",
     "DatasetError",
     "FreezableBackbone",
     "KNNProbe",

@@ -19,21 +19,39 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import List
 
 import torch
 from torch import Tensor, nn
+
+from .validation import check_choice, check_number
 
 __all__ = [
     "BasicBlock",
     "CifarResNet18",
     "FreezableBackbone",
     "GRANULARITIES",
+    "ModelConfig",
     "find_freezable_backbone",
 ]
 
 #: Accepted values of the ``granularity`` option.
 GRANULARITIES = ("block", "stage")
+
+
+@dataclass
+class ModelConfig:
+    """The ``model`` configuration section: the CIFAR ResNet-18 backbone.
+
+    Attributes:
+        width: channel-width multiplier (0.25 for fast CPU runs; 1.0 is the paper's ResNet-18).
+    """
+
+    width: float = 0.25
+
+    def __post_init__(self) -> None:
+        check_number("width", self.width, above=0, at_most=16)
 
 
 class BasicBlock(nn.Module):
@@ -82,14 +100,14 @@ class FreezableBackbone(nn.Module):
     # ------------------------------------------------------------------ units
     def unit_names(self, *, granularity: str = "block") -> List[str]:
         """Names of the freezable units at ``granularity`` (``block`` or ``stage``)."""
-        _check_granularity(granularity)
+        check_choice("granularity", granularity, GRANULARITIES)
         if granularity == "block":
             return list(self.unit_labels)
         return [f"stage{i + 1}" for i in range(len(self.stage_ends))]
 
     def unit_boundaries(self, *, granularity: str = "block") -> List[int]:
         """For each unit at ``granularity``, the number of block-level units it ends at."""
-        _check_granularity(granularity)
+        check_choice("granularity", granularity, GRANULARITIES)
         if granularity == "block":
             return list(range(1, len(self.units) + 1))
         return list(self.stage_ends)
@@ -106,10 +124,7 @@ class FreezableBackbone(nn.Module):
         put in eval mode (and kept there by :meth:`train`). The forward pass of
         the prefix runs without autograd.
         """
-        if not 0 <= n_units <= len(self.units):
-            raise ValueError(
-                f"n_units={n_units} is out of range: accepted 0..{len(self.units)}"
-            )
+        check_number("n_units", n_units, at_least=0, at_most=len(self.units), integer=True)
         self.frozen_units.fill_(n_units)
         for i, unit in enumerate(self.units):
             frozen = i < n_units
@@ -160,10 +175,8 @@ class CifarResNet18(FreezableBackbone):
 
     def __init__(self, *, width: float = 1.0, in_channels: int = 3) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width={width} must be > 0")
-        if in_channels < 1:
-            raise ValueError(f"in_channels={in_channels} must be >= 1")
+        check_number("width", width, above=0)
+        check_number("in_channels", in_channels, at_least=1, integer=True)
         planes = [max(1, int(round(c * width))) for c in (64, 128, 256, 512)]
         stem = nn.Sequential(
             nn.Conv2d(in_channels, planes[0], 3, 1, 1, bias=False),
@@ -206,10 +219,3 @@ def find_freezable_backbone(model: nn.Module) -> FreezableBackbone:
         f"{type(model).__name__} contains no FreezableBackbone; accepted backbones: "
         "CifarResNet18 or any subclass of avalanche_freeze.backbones.FreezableBackbone"
     )
-
-
-def _check_granularity(granularity: str) -> None:
-    if granularity not in GRANULARITIES:
-        raise ValueError(
-            f"granularity={granularity!r} is not accepted; accepted: {', '.join(GRANULARITIES)}"
-        )

@@ -40,13 +40,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .augmentations import TwoViewAugmentation
+from .validation import check_choice, check_number, not_accepted
 
 __all__ = [
     "BENCHMARKS",
     "DEBIAN_FASHION_MNIST",
+    "DataConfig",
     "DatasetError",
     "ImageTensorDataset",
     "SSLBenchmark",
+    "benchmark_from_datasets",
     "make_benchmark",
 ]
 
@@ -85,6 +88,34 @@ BENCHMARKS: Dict[str, _Spec] = {
                           "<data_root>/tiny-imagenet-200/{wnids.txt,train/<wnid>/images/*.JPEG,"
                           "val/images/*.JPEG,val/val_annotations.txt}"),
 }
+
+
+@dataclass
+class DataConfig:
+    """The ``data`` configuration section (defaults: a quick run on the embedded benchmark).
+
+    Attributes:
+        benchmark: one of :data:`BENCHMARKS` (``fmnist``).
+        root: directory with the data in torchvision's layout (``None``: Fashion-MNIST's system copy).
+        n_experiences: number of tasks (``None``: 5 for 10-class sets, 20 otherwise).
+        shuffle_classes: shuffle the class order with the run's seed (False).
+        max_train_per_task: cap on training images per task, class-balanced (2000; ``None``: all).
+        max_test_per_task: cap on test images per task, class-balanced (1000; ``None``: all).
+    """
+
+    benchmark: str = "fmnist"
+    root: Optional[str] = None
+    n_experiences: Optional[int] = None
+    shuffle_classes: bool = False
+    max_train_per_task: Optional[int] = 2000
+    max_test_per_task: Optional[int] = 1000
+
+    def __post_init__(self) -> None:
+        check_choice("benchmark", self.benchmark, BENCHMARKS)
+        if self.root is not None and not Path(self.root).is_dir():
+            raise not_accepted("root", self.root, "an existing directory or null")
+        for key in ("n_experiences", "max_train_per_task", "max_test_per_task"):
+            check_number(key, getattr(self, key), at_least=1, integer=True, optional=True)
 
 
 class ImageTensorDataset(Dataset):
@@ -275,6 +306,11 @@ def _subsample(ds: ImageTensorDataset, per_class: Optional[int], rng: random.Ran
     return ImageTensorDataset(ds.images[keep], [ds.targets[i] for i in keep])
 
 
+def _check_split(n_experiences: int, n_classes: int, name: str) -> None:
+    if n_experiences < 1 or n_classes % n_experiences:
+        raise ValueError(f"n_experiences={n_experiences} must be >= 1 and divide the {n_classes} classes of {name!r}")
+
+
 def make_benchmark(
     name: str = "fmnist",
     *,
@@ -306,8 +342,6 @@ def make_benchmark(
         ValueError: unknown name or inconsistent split.
         DatasetError: data missing or corrupt (the message names the path and layout).
     """
-    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
-
     key = name.lower()
     if key not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {name!r}; accepted: {', '.join(BENCHMARKS)}")
@@ -319,8 +353,7 @@ def make_benchmark(
             raise ValueError(f"num_classes={num_classes} is not accepted for {key!r}; accepted: {accepted}")
         n_cls = num_classes
     n_exp = n_experiences or spec.default_experiences
-    if n_exp < 1 or n_cls % n_exp:
-        raise ValueError(f"n_experiences={n_exp} must be >= 1 and divide the {n_cls} classes of {key!r}")
+    _check_split(n_exp, n_cls, key)  # before loading anything
 
     if key == "fmnist":
         train, test = _load_fmnist(data_root, download)
@@ -340,11 +373,48 @@ def make_benchmark(
             random.Random(seed).shuffle(order)
     else:
         order = [int(c) for c in class_order]
-        if sorted(order) != list(range(n_cls)):
-            raise ValueError(f"class_order={order} must be a permutation of 0..{n_cls - 1}")
+    return benchmark_from_datasets(train, test, name=key, n_experiences=n_exp, class_order=order,
+                                   image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std)
+
+
+def benchmark_from_datasets(
+    train: ImageTensorDataset,
+    test: ImageTensorDataset,
+    *,
+    name: str,
+    n_experiences: int,
+    class_order: Sequence[int],
+    image_size: int,
+    channels: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> SSLBenchmark:
+    """A class-incremental :class:`SSLBenchmark` over in-memory datasets (any images in ``[0, 1]``).
+
+    Args:
+        train, test: the datasets (``uint8`` images ``[N, C, H, W]`` with integer labels).
+        name: the benchmark's name.
+        n_experiences: number of tasks; it must divide the number of classes.
+        class_order: the classes in the order tasks receive them (a permutation of ``0..K-1``).
+        image_size, channels, mean, std: image geometry and normalisation of the augmentation.
+
+    Example:
+        >>> images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
+        >>> data = ImageTensorDataset(images, [i % 4 for i in range(40)])
+        >>> bench = benchmark_from_datasets(data, data, name="toy", n_experiences=2, class_order=[0, 1, 2, 3],
+        ...                                 image_size=8, channels=1, mean=(0.5,), std=(0.25,))
+        >>> [len(exp.dataset) for exp in bench.benchmark.train_stream]
+        [20, 20]
+    """
+    from avalanche.benchmarks.scenarios.deprecated.generators import nc_benchmark
+
+    n_cls = len(class_order)
+    if sorted(class_order) != list(range(n_cls)):
+        raise ValueError(f"class_order={list(class_order)} must be a permutation of 0..{n_cls - 1}")
+    _check_split(n_experiences, n_cls, name)
     bench = nc_benchmark(
-        train, test, n_experiences=n_exp, task_labels=False,
-        shuffle=False, fixed_class_order=order,
+        train, test, n_experiences=n_experiences, task_labels=False,
+        shuffle=False, fixed_class_order=list(class_order),
     )
-    aug = TwoViewAugmentation(image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std)
-    return SSLBenchmark(name=key, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=spec.channels)
+    aug = TwoViewAugmentation(image_size=image_size, channels=channels, mean=mean, std=std)
+    return SSLBenchmark(name=name, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=channels)

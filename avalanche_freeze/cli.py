@@ -7,19 +7,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .config import ConfigError, ExperimentConfig
-from .recipes import available_strategies
+from .config import ConfigError, ExperimentConfig, flatten
+from .recipes import available_strategies, recipe_path
 
-__all__ = ["main", "recipe_path"]
-
-#: Where the strategy recipes (``strategies/<name>.yaml``) live in a source checkout.
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "strategies"
-
-
-def recipe_path(name: str, recipes_dir: Path = RECIPES_DIR) -> Optional[Path]:
-    """The recipe file of strategy ``name``, if the checkout has one."""
-    path = recipes_dir / f"{name}.yaml"
-    return path if path.is_file() else None
+__all__ = ["main"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,14 +21,14 @@ def _parser() -> argparse.ArgumentParser:
                      help="YAML config file (repeatable; later files win)")
     run.add_argument("--strategy", choices=available_strategies(), help="strategy recipe (loads strategies/NAME.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key (repeatable)")
+                     help="override a config key, dotted (e.g. lump.mem_size=512; repeatable)")
     run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     run.add_argument("--overwrite", action="store_true",
                      help="start over even if --output holds a checkpoint (it is replaced)")
     run.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline unless logged in)")
     run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
-    sub.add_parser("list", help="list strategies, SSL methods and config keys")
+    sub.add_parser("list", help="list strategies, SSL methods and config keys with their defaults")
     return p
 
 
@@ -48,7 +39,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
         print("strategies:  " + ", ".join(available_strategies()))
         print("ssl methods: " + ", ".join(available_ssl_methods()))
-        print("config keys: " + ", ".join(ExperimentConfig.keys()))
+        print("config keys (default):")
+        for key, value in flatten(ExperimentConfig().to_dict()).items():
+            print(f"  {key} ({value!r})")
         return 0
     if args.resume and args.overwrite:
         print("avalanche-freeze: error: --resume and --overwrite exclude each other", file=sys.stderr)
@@ -72,7 +65,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.strategy:
             overrides.append(f"strategy={args.strategy}")
         if args.wandb:
-            overrides.append("wandb=true")
+            overrides.append("wandb.enabled=true")
         cfg = ExperimentConfig.from_sources(files=files, overrides=overrides, base=base)
     except ConfigError as exc:
         print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
@@ -80,12 +73,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from .benchmarks import DatasetError
     from .checkpoint import CheckpointError
-    from .experiment import format_results_table, run_experiment
+    from .experiment import run_experiment
+    from .results import format_results_table
     from .health import TrainingHealthError
     from .wandb_logging import make_wandb_logger
 
     try:
-        wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb else None
+        wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb.enabled else None
         loggers = [wandb_logger] if wandb_logger is not None else []
         try:
             results = run_experiment(cfg, args.output, resume=args.resume, verbose=not args.quiet,

@@ -1,216 +1,299 @@
-"""Experiment configuration: defaults, YAML files, ``--set key=value`` overrides, validation.
+"""Experiment configuration: OmegaConf structured configs, one section per component.
 
-Every key is validated up front; an error names the key, the bad value and what
-is accepted. The key names are public (scripts and recipes rely on them).
+The schema is a tree of dataclasses. Each component owns its section and its defaults,
+next to its code (:class:`~avalanche_freeze.plugins.lump.LUMPConfig` in the LUMP plugin's
+module, :class:`~avalanche_freeze.plugins.correlation_freeze.FreezeConfig` in the freezing
+plugin's, ...), and checks its own ranges in ``__post_init__``; accepted names come from
+the live registries (SSL methods, strategy recipes, benchmarks, probes). Values are merged
+in order: defaults, a base mapping, YAML files, then ``key=value`` overrides with dotted
+keys (``lump.mem_size=512``), through OmegaConf, which checks every value's type.
+
+=================  ===========================================================
+section            keys
+=================  ===========================================================
+(top level)        ``strategy``, ``seed``, ``device``, ``num_workers``
+``data``           ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``
+``model``          ``width``
+``ssl``            ``name``, ``proj_dim``, ``pred_dim``, ``options``
+``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``
+``eval``           ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
+``lump``           ``mem_size``, ``alpha``
+``freeze``         ``measure``, ``tau``, ``max_frozen_share``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``
+``si``, ``der``,   the baselines' options
+``cassle``, ``ewc``
+``health``         ``on_nan``, ``collapse_std``
+``metrics``        ``flops_every``
+``wandb``          ``enabled``, ``project``
+=================  ===========================================================
+
+The flat keys of release 0.1 (``lump_mem_size``, ``freeze_tau``, ``epochs``, ...) are still
+read, with a ``FutureWarning`` naming the new key; they will be removed in the next release.
 
 Example:
-    >>> cfg = ExperimentConfig.from_sources(overrides=["epochs=2", "ssl=barlowtwins"])
-    >>> cfg.epochs, cfg.ssl
-    (2, 'barlowtwins')
+    >>> cfg = ExperimentConfig.from_sources(overrides=["train.epochs=2", "ssl.name=barlowtwins"])
+    >>> cfg.train.epochs, cfg.ssl.name, cfg.lump.mem_size
+    (2, 'barlowtwins', 256)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-__all__ = ["ConfigError", "ExperimentConfig"]
+from .backbones import ModelConfig
+from .benchmarks import DataConfig
+from .efficiency import MetricsConfig
+from .evaluation import EvalConfig
+from .health import HealthConfig
+from .plugins.cassle import CaSSLeConfig
+from .plugins.correlation_freeze import FreezeConfig
+from .plugins.dark_experience_replay import DERConfig
+from .plugins.ewc import EWCConfig
+from .plugins.lump import LUMPConfig
+from .plugins.synaptic_intelligence import SIConfig
+from .ssl.base import SSLConfig
+from .strategy import TrainConfig
+from .validation import ConfigError, check_choice, check_number, not_accepted
+from .wandb_logging import WandBConfig
 
-_CHOICES: Dict[str, Sequence[Any]] = {
-    "benchmark": ("fmnist", "cifar10", "cifar100", "tinyimagenet"),
-    "ssl": ("simsiam", "barlowtwins", "simclr", "byol", "vicreg"),
-    "strategy": None,  # the recipe registry, checked in validate()
-    "lr_schedule": ("none", "cosine"),
-    "freeze_measure": ("subspace", "cka"),
-    "freeze_granularity": ("block", "stage"),
-    "on_nan": ("stop", "warn"),
-    "device": None,  # validated separately
+__all__ = ["ConfigError", "DEPRECATED_KEYS", "ExperimentConfig", "load_yaml"]
+
+#: Flat keys of release 0.1 and the dotted keys that replace them.
+DEPRECATED_KEYS: Dict[str, str] = {
+    "benchmark": "data.benchmark", "data_root": "data.root", "n_experiences": "data.n_experiences",
+    "shuffle_classes": "data.shuffle_classes", "max_train_per_task": "data.max_train_per_task",
+    "max_test_per_task": "data.max_test_per_task", "width": "model.width",
+    "ssl": "ssl.name", "proj_dim": "ssl.proj_dim", "pred_dim": "ssl.pred_dim",
+    "epochs": "train.epochs", "batch_size": "train.batch_size", "lr": "train.lr", "momentum": "train.momentum",
+    "weight_decay": "train.weight_decay", "lr_schedule": "train.lr_schedule",
+    "probes": "eval.probes", "knn_k": "eval.knn_k", "knn_temperature": "eval.knn_temperature",
+    "linear_probe_epochs": "eval.linear_probe_epochs", "eval_mb_size": "eval.mb_size",
+    "lump_mem_size": "lump.mem_size", "lump_alpha": "lump.alpha", "si_c": "si.c", "si_xi": "si.xi",
+    "der_mem_size": "der.mem_size", "der_alpha": "der.alpha", "cassle_lambda": "cassle.lam",
+    "ewc_lambda": "ewc.ewc_lambda", "freeze_measure": "freeze.measure", "freeze_tau": "freeze.tau",
+    "freeze_max_share": "freeze.max_frozen_share", "freeze_granularity": "freeze.granularity",
+    "freeze_samples": "freeze.n_samples", "freeze_energy": "freeze.energy",
+    "freeze_warmup_epochs": "freeze.warmup_epochs", "flops_every": "metrics.flops_every",
+    "on_nan": "health.on_nan", "collapse_std": "health.collapse_std", "wandb": "wandb.enabled",
+    "wandb_project": "wandb.project",
 }
-_PROBES = ("knn", "linear")
-
-
-class ConfigError(ValueError):
-    """A configuration key or value is not accepted."""
 
 
 @dataclass
 class ExperimentConfig:
-    """All options of one experiment (defaults: a quick SimSiam run on the embedded benchmark)."""
+    """All options of one experiment (defaults: a quick SimSiam + LUMP run on the embedded benchmark).
 
-    benchmark: str = "fmnist"
-    data_root: Optional[str] = None
-    n_experiences: Optional[int] = None
-    shuffle_classes: bool = False
-    max_train_per_task: Optional[int] = 2000
-    max_test_per_task: Optional[int] = 1000
-    ssl: str = "simsiam"
+    Attributes:
+        strategy: the strategy recipe (:func:`~avalanche_freeze.recipes.available_strategies`).
+        seed: seed of everything random in the run (0).
+        device: ``cpu``, ``cuda`` or ``cuda:N``.
+        num_workers: dataloader workers (0).
+        data, model, ssl, train, eval, lump, freeze, si, der, cassle, ewc, health, metrics,
+            wandb: the components' sections (see the module docs).
+    """
+
     strategy: str = "lump"
-    epochs: int = 3
-    batch_size: int = 128
-    lr: float = 0.06
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    lr_schedule: str = "cosine"
-    width: float = 0.25
-    proj_dim: int = 512
-    pred_dim: int = 128
-    knn_k: int = 200
-    knn_temperature: float = 0.1
-    probes: List[str] = field(default_factory=lambda: ["knn"])
-    linear_probe_epochs: int = 50
-    eval_mb_size: int = 512
-    lump_mem_size: int = 256
-    lump_alpha: float = 0.4
-    si_c: float = 1.0
-    si_xi: float = 1.0
-    der_mem_size: int = 256
-    der_alpha: float = 0.4
-    cassle_lambda: float = 1.0
-    ewc_lambda: float = 100.0
-    freeze_measure: str = "subspace"
-    freeze_tau: float = 0.9
-    freeze_max_share: float = 1.0
-    freeze_granularity: str = "block"
-    freeze_samples: int = 256
-    freeze_energy: float = 0.97
-    freeze_warmup_epochs: int = 1
-    flops_every: int = 1
-    on_nan: str = "stop"
-    collapse_std: float = 1e-4
     seed: int = 0
     device: str = "cpu"
     num_workers: int = 0
-    wandb: bool = False
-    wandb_project: str = "avalanche-freeze"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ssl: SSLConfig = field(default_factory=SSLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    lump: LUMPConfig = field(default_factory=LUMPConfig)
+    freeze: FreezeConfig = field(default_factory=FreezeConfig)
+    si: SIConfig = field(default_factory=SIConfig)
+    der: DERConfig = field(default_factory=DERConfig)
+    cassle: CaSSLeConfig = field(default_factory=CaSSLeConfig)
+    ewc: EWCConfig = field(default_factory=EWCConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    wandb: WandBConfig = field(default_factory=WandBConfig)
+
+    def __post_init__(self) -> None:
+        from .recipes import available_strategies
+
+        check_choice("strategy", self.strategy, available_strategies())
+        check_number("seed", self.seed, at_least=0, integer=True)
+        check_number("num_workers", self.num_workers, at_least=0, integer=True)
+        if not (self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise not_accepted("device", self.device, "cpu, cuda, cuda:N")
 
     # ------------------------------------------------------------ building
     @classmethod
     def keys(cls) -> List[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        """Every accepted key, dotted (``lump.mem_size``)."""
+        return list(_field_types(cls))
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any], *, source: str = "config") -> "ExperimentConfig":
-        if not isinstance(values, dict):
-            raise ConfigError(f"{source} must be a mapping of key: value; got {type(values).__name__}")
-        unknown = sorted(set(values) - set(cls.keys()))
-        if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(map(repr, unknown))} in {source}; accepted keys: {', '.join(cls.keys())}")
-        cfg = cls()
-        for k, v in values.items():
-            setattr(cfg, k, v)
-        cfg.validate()
-        return cfg
+        """A checked configuration from a (nested or dotted-key) mapping over the defaults."""
+        return cls.from_sources(base=values, base_source=source)
 
     @classmethod
     def from_sources(
-        cls, *, files: Sequence[Path] = (), overrides: Sequence[str] = (), base: Optional[Dict[str, Any]] = None
+        cls, *, files: Sequence[Path] = (), overrides: Sequence[str] = (), base: Optional[Dict[str, Any]] = None,
+        base_source: str = "configuration",
     ) -> "ExperimentConfig":
-        """Defaults, then ``base``, then each YAML file in order, then ``key=value`` overrides."""
-        values: Dict[str, Any] = dict(base or {})
+        """Defaults, then ``base``, then each YAML file in order, then ``key=value`` overrides.
+
+        Raises:
+            ConfigError: a missing or malformed file, an unknown key or a bad value (the
+                message names the key, the value and what is accepted).
+        """
+        conf = OmegaConf.structured(cls)
+        if base:
+            conf = _merge(conf, base, base_source)
         for path in files:
-            values.update(load_yaml(Path(path)))
+            conf = _merge(conf, load_yaml(Path(path)), f"config file {str(path)!r}")
         for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"--set {item!r} is not of the form key=value")
-            key, raw = item.split("=", 1)
-            key = key.strip()
-            if key not in cls.keys():
-                raise ConfigError(f"--set: unknown key {key!r}; accepted keys: {', '.join(cls.keys())}")
-            try:
-                values[key] = yaml.safe_load(raw) if raw.strip() else None
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}") from exc
-        return cls.from_dict(values, source="configuration")
+            conf = _merge(conf, _parse_override(item), "--set")
+        return _instantiate(cls, conf)
 
     def to_dict(self) -> Dict[str, Any]:
+        """The configuration as a nested dict (JSON and YAML friendly)."""
         return dataclasses.asdict(self)
 
-    # ---------------------------------------------------------- validation
-    def validate(self) -> None:
-        """Check every value's type and range (raises :class:`ConfigError`)."""
-        hints = {f.name: f for f in dataclasses.fields(self)}
-        for name, f in hints.items():
-            value = getattr(self, name)
-            setattr(self, name, _coerce(name, str(f.type), value))
-        for name, choices in _CHOICES.items():
-            value = getattr(self, name)
-            if choices is not None and value not in choices:
-                raise ConfigError(f"{name}={value!r} is not accepted; accepted: {', '.join(map(str, choices))}")
-        from .recipes import available_strategies
-
-        if self.strategy not in available_strategies():
-            raise ConfigError(f"strategy={self.strategy!r} is not accepted; accepted: {', '.join(available_strategies())}")
-        bad = [p for p in self.probes if p not in _PROBES]
-        if bad or not self.probes:
-            raise ConfigError(f"probes={self.probes!r} is not accepted; accepted: a non-empty list of {', '.join(_PROBES)}")
-        positive = ("epochs", "knn_k", "proj_dim", "pred_dim", "eval_mb_size", "linear_probe_epochs",
-                    "freeze_samples", "flops_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not accepted; accepted: an integer >= 1")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size={self.batch_size!r} is not accepted; accepted: an integer >= 2")
-        for name in ("max_train_per_task", "max_test_per_task", "n_experiences"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ConfigError(f"{name}={v!r} is not accepted; accepted: an integer >= 1 or null")
-        for name in ("lr", "width", "knn_temperature", "lump_alpha", "si_xi"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not accepted; accepted: a number > 0")
-        for name in ("momentum", "freeze_tau", "freeze_max_share", "freeze_energy"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ConfigError(f"{name}={v!r} is not accepted; accepted: a number in [0, 1]")
-        for name in ("weight_decay", "lump_mem_size", "freeze_warmup_epochs", "num_workers", "seed", "collapse_std",
-                     "si_c", "der_mem_size", "der_alpha", "cassle_lambda", "ewc_lambda"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}={getattr(self, name)!r} is not accepted; accepted: a number >= 0")
-        if self.device != "cpu" and not (self.device == "cuda" or self.device.startswith("cuda:")):
-            raise ConfigError(f"device={self.device!r} is not accepted; accepted: cpu, cuda, cuda:N")
-        if self.data_root is not None and not Path(self.data_root).is_dir():
-            raise ConfigError(f"data_root={self.data_root!r} is not an existing directory")
+    def to_yaml(self) -> str:
+        """The configuration as a YAML document (loadable with ``--config``)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
-def _coerce(name: str, type_name: str, value: Any) -> Any:
-    optional = "Optional" in type_name
-    if value is None:
-        if optional:
+def flatten(values: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A nested dict as ``{dotted.key: value}`` (dicts of free options stay values)."""
+    out: Dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and value and key != "options":
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# ---------------------------------------------------------------- internals
+def _field_types(cls: type, prefix: str = "") -> Dict[str, Any]:
+    """``{dotted key: type}`` of every leaf of a dataclass schema."""
+    out: Dict[str, Any] = {}
+    for name, hint in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(hint):
+            out.update(_field_types(hint, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = hint
+    return out
+
+
+def _describe(hint: Any) -> str:
+    """What a value of type ``hint`` looks like, for error messages."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Union and type(None) in args:
+        return _describe(next(a for a in args if a is not type(None))) + " or null"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        hint, "a list of names" if typing.get_origin(hint) in (list, List) else "a mapping")
+
+
+def _undeprecate(values: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """Translate flat 0.1 keys (and dotted keys) of a mapping into nested sections."""
+    nested: Dict[str, Any] = {}
+    for key, value in values.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"{source}: keys must be strings; got {key!r}")
+        if key in DEPRECATED_KEYS and not isinstance(value, dict):
+            new = DEPRECATED_KEYS[key]
+            warnings.warn(f"{source}: config key {key!r} is deprecated; use {new!r} (flat keys will be removed "
+                          "in the next release)", FutureWarning, stacklevel=4)
+            key = new
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: {key!r} sets a key inside {part!r}, which holds a value")
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = value
+    return nested
+
+
+def _merge(conf: DictConfig, values: Dict[str, Any], source: str) -> DictConfig:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source} must be a mapping of key: value; got {type(values).__name__}")
+    nested = _undeprecate(values, source)
+    types = _field_types(ExperimentConfig)
+    for key, value in flatten(nested).items():
+        if key in types:
+            hint = types[key]
+            if typing.get_origin(hint) in (list, List) and isinstance(value, str):  # "knn,linear"
+                _set(nested, key, [v.strip() for v in value.split(",") if v.strip()])
+            elif hint is float and isinstance(value, str):  # YAML 1.1 reads "1e30" or "3e-2" as strings
+                try:
+                    _set(nested, key, float(value))
+                except ValueError:
+                    pass
+        elif "." not in key and any(k.startswith(key + ".") for k in types):
+            raise not_accepted(key, value, f"a mapping of {key}.* keys")
+        else:
+            raise ConfigError(f"{source}: unknown key {key!r}; accepted keys: {', '.join(types)}", key=key)
+    try:
+        return OmegaConf.merge(conf, nested)  # type: ignore[return-value]
+    except ConfigKeyError as exc:
+        raise ConfigError(f"{source}: unknown key {exc.full_key!r}; accepted keys: {', '.join(types)}",
+                          key=str(exc.full_key)) from None
+    except OmegaConfBaseException as exc:
+        key = str(exc.full_key)
+        value = _get(nested, key)
+        raise not_accepted(key, value, _describe(types.get(key))) from None
+
+
+def _set(nested: Dict[str, Any], key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    for part in parents:
+        nested = nested[part]
+    nested[leaf] = value
+
+
+def _get(nested: Dict[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(nested, dict) or part not in nested:
             return None
-        raise ConfigError(f"{name}=null is not accepted; accepted: a value of type {type_name}")
-    if "bool" in type_name:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{name}={value!r} is not accepted; accepted: true or false")
-    if "List" in type_name:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{name}={value!r} is not accepted; accepted: a list of names")
-        return value
-    if isinstance(value, str) and ("int" in type_name or "float" in type_name):
-        try:  # YAML 1.1 reads "1e30" or "3e-2" as strings
-            value = float(value) if "float" in type_name else int(value)
-        except ValueError:
-            pass
-    if "int" in type_name:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{name}={value!r} is not accepted; accepted: an integer")
-        return value
-    if "float" in type_name:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}={value!r} is not accepted; accepted: a number")
-        return float(value)
-    if "str" in type_name:
-        if not isinstance(value, str):
-            raise ConfigError(f"{name}={value!r} is not accepted; accepted: a string")
-        return value
-    return value
+        nested = nested[part]
+    return nested
+
+
+def _parse_override(item: str) -> Dict[str, Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r} is not of the form key=value")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}", key=key) from exc
+    return {key: value}
+
+
+def _instantiate(cls: type, conf: DictConfig) -> "ExperimentConfig":
+    """The dataclass tree of ``conf``; each section checks itself, errors name the dotted key."""
+    sections = {}
+    for f in dataclasses.fields(cls):
+        node = conf[f.name]
+        if isinstance(node, DictConfig):
+            try:
+                sections[f.name] = OmegaConf.to_object(node)
+            except ConfigError as exc:
+                raise exc.within(f.name) from None
+        else:
+            sections[f.name] = list(node) if isinstance(node, ListConfig) else node
+    return cls(**sections)
 
 
 def load_yaml(path: Path) -> Dict[str, Any]:
@@ -218,7 +301,9 @@ def load_yaml(path: Path) -> Dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
     if data is None:

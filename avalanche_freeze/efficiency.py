@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import torch
@@ -30,7 +31,24 @@ from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metric_results import MetricValue
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["EfficiencyMetrics", "SavedTensorMeter"]
+from .validation import check_number
+
+__all__ = ["EfficiencyMetrics", "MetricsConfig", "SavedTensorMeter"]
+
+
+@dataclass
+class MetricsConfig:
+    """The ``metrics`` configuration section.
+
+    Attributes:
+        flops_every: count FLOPs and saved-activation bytes on every ``flops_every``-th
+            training iteration (1: exact totals; larger values extrapolate the mean).
+    """
+
+    flops_every: int = 1
+
+    def __post_init__(self) -> None:
+        check_number("flops_every", self.flops_every, at_least=1, integer=True)
 
 
 class SavedTensorMeter:
@@ -80,8 +98,7 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
 
     def __init__(self, *, count_every: int = 1) -> None:
         super().__init__()
-        if count_every < 1:
-            raise ValueError(f"count_every={count_every} must be >= 1")
+        check_number("count_every", count_every, at_least=1, integer=True)
         self.count_every = count_every
         self.last: Dict[str, float] = {}
         self.reset()

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 
-__all__ = ["TrainingHealthError", "TrainingHealthPlugin"]
+from .protocols import SelfSupervisedState
+from .validation import check_choice, check_number
+
+__all__ = ["HealthConfig", "TrainingHealthError", "TrainingHealthPlugin"]
+
+ON_NAN = ("stop", "warn")
+
+
+@dataclass
+class HealthConfig:
+    """The ``health`` configuration section.
+
+    Attributes:
+        on_nan: ``stop`` (raise :class:`TrainingHealthError`) or ``warn``.
+        collapse_std: collapse threshold on the mean per-dimension std of normalised features (0 disables).
+    """
+
+    on_nan: str = "stop"
+    collapse_std: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_choice("on_nan", self.on_nan, ON_NAN)
+        check_number("collapse_std", self.collapse_std, at_least=0)
 
 
 class TrainingHealthError(RuntimeError):
@@ -29,10 +52,9 @@ class TrainingHealthPlugin(SupervisedPlugin):
         collapse_std: collapse threshold (0 disables the check).
     """
 
-    def __init__(self, *, on_nan: str = "stop", collapse_std: float = 1e-4) -> None:
+    def __init__(self, *, on_nan: str = HealthConfig.on_nan, collapse_std: float = HealthConfig.collapse_std) -> None:
         super().__init__()
-        if on_nan not in ("stop", "warn"):
-            raise ValueError(f"on_nan={on_nan!r} is not accepted; accepted: stop, warn")
+        HealthConfig(on_nan=on_nan, collapse_std=collapse_std)
         self.on_nan = on_nan
         self.collapse_std = collapse_std
         self.last_feature_std = math.nan
@@ -56,7 +78,7 @@ class TrainingHealthPlugin(SupervisedPlugin):
 
     @torch.no_grad()
     def after_training_epoch(self, strategy, **kwargs):
-        out = getattr(strategy, "ssl_output", None)
+        out = strategy.ssl_output if isinstance(strategy, SelfSupervisedState) else None
         if out is None or self.collapse_std <= 0:
             return
         feats = F.normalize(out.features[0].float(), dim=1)

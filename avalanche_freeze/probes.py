@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .validation import check_choice, check_number
+
 __all__ = ["KNNProbe", "LinearProbe", "Probe", "PROBES", "make_probe"]
 
 
@@ -34,6 +36,12 @@ class Probe:
 
     def predict_scores(self, features: Tensor) -> Tensor:
         raise NotImplementedError
+
+    def eval_loss(self, scores: Tensor, labels: Tensor) -> Tensor:
+        """The evaluation loss of ``scores`` (from :meth:`predict_scores`) against ``labels``:
+        cross-entropy of the scores as logits. Labels of classes absent from the bank
+        cannot be predicted; they count as the last class."""
+        return F.cross_entropy(scores, labels.clamp_max(scores.shape[1] - 1))
 
     @staticmethod
     def _check_bank(features: Tensor, labels: Tensor) -> None:
@@ -60,10 +68,9 @@ class KNNProbe(Probe):
     name = "knn"
 
     def __init__(self, *, k: int = 200, temperature: float = 0.1, chunk_size: int = 1024) -> None:
-        if k < 1:
-            raise ValueError(f"k={k} must be >= 1")
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+        check_number("k", k, at_least=1, integer=True)
+        check_number("temperature", temperature, above=0)
+        check_number("chunk_size", chunk_size, at_least=1, integer=True)
         self.k = k
         self.temperature = temperature
         self.chunk_size = chunk_size
@@ -93,6 +100,12 @@ class KNNProbe(Probe):
             out.append(scores)
         return torch.cat(out)
 
+    def eval_loss(self, scores: Tensor, labels: Tensor) -> Tensor:
+        """Negative log-likelihood of the normalised class votes."""
+        votes = scores.clamp_min(0)
+        probs = votes / votes.sum(1, keepdim=True).clamp_min(1e-12)
+        return F.nll_loss(probs.clamp_min(1e-12).log(), labels.clamp_max(probs.shape[1] - 1))
+
 
 class LinearProbe(Probe):
     """A linear classifier trained on frozen, L2-normalised features (cross-entropy, Adam).
@@ -111,8 +124,10 @@ class LinearProbe(Probe):
         self, *, epochs: int = 100, lr: float = 0.01, batch_size: int = 512,
         weight_decay: float = 1e-5, seed: int = 0,
     ) -> None:
-        if epochs < 1:
-            raise ValueError(f"epochs={epochs} must be >= 1")
+        check_number("epochs", epochs, at_least=1, integer=True)
+        check_number("lr", lr, above=0)
+        check_number("batch_size", batch_size, at_least=1, integer=True)
+        check_number("weight_decay", weight_decay, at_least=0)
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -154,6 +169,5 @@ PROBES = {"knn": KNNProbe, "linear": LinearProbe}
 
 def make_probe(name: str, **options) -> Probe:
     """Build a probe by name (``knn`` or ``linear``)."""
-    if name not in PROBES:
-        raise ValueError(f"unknown probe {name!r}; accepted: {', '.join(PROBES)}")
+    check_choice("probe", name, PROBES)
     return PROBES[name](**options)

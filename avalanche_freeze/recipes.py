@@ -1,8 +1,12 @@
 """The strategy registry: named recipes built from plugin components.
 
-A recipe is a list of component names; each component builds one plugin from an
-:class:`~avalanche_freeze.config.ExperimentConfig`. The CLI's ``--strategy NAME`` and the
-config key ``strategy`` select a recipe; ``strategies/NAME.yaml`` holds its defaults.
+A recipe is a list of component names; each component builds one plugin from its
+section of an :class:`~avalanche_freeze.config.ExperimentConfig` (``lump`` from
+``cfg.lump``, ``freeze`` from ``cfg.freeze``, ...), so a plugin's defaults live only in
+its configuration dataclass. The CLI's ``--strategy NAME`` and the config key
+``strategy`` select a recipe; its YAML file (``strategies/NAME.yaml`` in a source
+checkout, shipped in the package as ``avalanche_freeze.strategies``) names it and holds
+only what differs from the defaults.
 
 =============  ===========================  =============================================
 recipe         components                   paper
@@ -26,7 +30,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Sequence
+import dataclasses
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
 
 from .health import TrainingHealthPlugin
 from .plugins import (
@@ -37,24 +44,27 @@ from .plugins import (
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
+from .validation import check_choice
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["COMPONENTS", "available_strategies", "build_plugins", "register_strategy", "strategy_components"]
+__all__ = ["COMPONENTS", "available_strategies", "build_plugins", "recipe_path", "register_strategy",
+           "strategy_components"]
 
-#: Plugin builders by component name.
+
+def _options(section: Any) -> Dict[str, Any]:
+    return dataclasses.asdict(section)
+
+
+#: Plugin builders by component name: each reads its own configuration section.
 COMPONENTS: Dict[str, Callable[["ExperimentConfig"], Any]] = {
-    "lump": lambda cfg: LUMPPlugin(mem_size=cfg.lump_mem_size, alpha=cfg.lump_alpha, seed=cfg.seed),
-    "freeze": lambda cfg: CorrelationFreezePlugin(
-        measure=cfg.freeze_measure, tau=cfg.freeze_tau, max_frozen_share=cfg.freeze_max_share,
-        granularity=cfg.freeze_granularity, n_samples=cfg.freeze_samples, energy=cfg.freeze_energy,
-        warmup_epochs=cfg.freeze_warmup_epochs, seed=cfg.seed,
-    ),
-    "si": lambda cfg: SIPlugin(c=cfg.si_c, xi=cfg.si_xi),
-    "der": lambda cfg: DERPlugin(mem_size=cfg.der_mem_size, alpha=cfg.der_alpha, seed=cfg.seed),
-    "cassle": lambda cfg: CaSSLePlugin(lam=cfg.cassle_lambda),
-    "ewc": lambda cfg: SelfSupervisedEWCPlugin(ewc_lambda=cfg.ewc_lambda),
+    "lump": lambda cfg: LUMPPlugin(**_options(cfg.lump), seed=cfg.seed),
+    "freeze": lambda cfg: CorrelationFreezePlugin(**_options(cfg.freeze), seed=cfg.seed),
+    "si": lambda cfg: SIPlugin(**_options(cfg.si)),
+    "der": lambda cfg: DERPlugin(**_options(cfg.der), seed=cfg.seed),
+    "cassle": lambda cfg: CaSSLePlugin(**_options(cfg.cassle)),
+    "ewc": lambda cfg: SelfSupervisedEWCPlugin(**_options(cfg.ewc)),
 }
 
 _RECIPES: Dict[str, List[str]] = {
@@ -75,22 +85,26 @@ def available_strategies() -> List[str]:
 
 
 def strategy_components(name: str) -> List[str]:
-    """The component names of recipe ``name`` (raises ValueError naming the accepted ones)."""
-    if name not in _RECIPES:
-        raise ValueError(f"unknown strategy {name!r}; accepted: {', '.join(available_strategies())}")
+    """The component names of recipe ``name`` (raises ConfigError naming the accepted ones)."""
+    check_choice("strategy", name, available_strategies())
     return list(_RECIPES[name])
 
 
 def register_strategy(name: str, components: Sequence[str]) -> None:
     """Register a recipe made of existing components (e.g. ``["cassle", "freeze"]``)."""
-    unknown = [c for c in components if c not in COMPONENTS]
-    if unknown:
-        raise ValueError(f"unknown component(s) {', '.join(map(repr, unknown))}; accepted: {', '.join(COMPONENTS)}")
+    for component in components:
+        check_choice("component", component, COMPONENTS)
     _RECIPES[name] = list(components)
+
+
+def recipe_path(name: str) -> Optional[Path]:
+    """The YAML file shipped for recipe ``name`` (``None`` for recipes registered in code only)."""
+    path = resources.files("avalanche_freeze.strategies") / f"{name}.yaml"
+    return Path(str(path)) if path.is_file() else None
 
 
 def build_plugins(cfg: "ExperimentConfig") -> Dict[str, Any]:
     """The configured recipe's plugins by component name, plus the training-health plugin."""
     plugins = {name: COMPONENTS[name](cfg) for name in strategy_components(cfg.strategy)}
-    plugins["health"] = TrainingHealthPlugin(on_nan=cfg.on_nan, collapse_std=cfg.collapse_std)
+    plugins["health"] = TrainingHealthPlugin(**_options(cfg.health))
     return plugins

@@ -12,6 +12,7 @@ as W&B tables.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -21,7 +22,20 @@ from matplotlib.figure import Figure
 from PIL.Image import Image
 from torch import Tensor
 
-__all__ = ["SSLWandBLogger", "make_wandb_logger"]
+__all__ = ["SSLWandBLogger", "WandBConfig", "make_wandb_logger"]
+
+
+@dataclass
+class WandBConfig:
+    """The ``wandb`` configuration section.
+
+    Attributes:
+        enabled: log the run to Weights & Biases (offline unless logged in; the CLI's ``--wandb``).
+        project: the W&B project ("avalanche-freeze").
+    """
+
+    enabled: bool = False
+    project: str = "avalanche-freeze"
 
 
 class SSLWandBLogger(WandBLogger):
@@ -88,5 +102,6 @@ def make_wandb_logger(cfg, output: Path) -> SSLWandBLogger:
     if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
         os.environ.setdefault("WANDB_MODE", "offline")
     output.mkdir(parents=True, exist_ok=True)
-    return SSLWandBLogger(project_name=cfg.wandb_project, run_name=f"{cfg.benchmark}-{cfg.ssl}-{cfg.strategy}-s{cfg.seed}",
+    return SSLWandBLogger(project_name=cfg.wandb.project,
+                          run_name=f"{cfg.data.benchmark}-{cfg.ssl.name}-{cfg.strategy}-s{cfg.seed}",
                           config=cfg.to_dict(), dir=str(output))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import ExperimentRun, run_or_reuse
+from avalanche_freeze.results import format_table
 
 
 def _arm(files, overrides, strategy, output: Path, reuse: bool) -> dict:
@@ -64,14 +65,16 @@ def main(argv=None) -> int:
     ]
     if "PeakGPUMem_max" in lump["efficiency_total"]:
         rows.append(("peak GPU memory (MiB)", tot(lump, "PeakGPUMem_max") / 2**20, tot(freeze, "PeakGPUMem_max") / 2**20))
-    print(f"\n{'metric':<48}{'LUMP':>14}{'LUMP+freeze':>14}{'ratio':>8}")
-    for name, a, b in rows:
-        print(f"{name:<48}{a:>14.4g}{b:>14.4g}{(a / b if b else float('nan')):>8.3f}")
-    print(f"\n{'accuracy (%)':<48}{'LUMP':>14}{'LUMP+freeze':>14}{'delta':>8}")
+    print()
+    print(format_table(["metric", "LUMP", "LUMP+freeze", "ratio"],
+                       [[name, f"{a:.4g}", f"{b:.4g}", f"{a / b:.3f}" if b else None] for name, a, b in rows]))
+    accuracy_rows = []
     for key in lump["avg_acc"]:
         for label, field in (("final avg acc", "avg_acc"), ("forgetting", "forgetting")):
             a, b = 100 * lump[field][key], 100 * freeze[field][key]
-            print(f"{label + ' [' + key + ']':<48}{a:>14.2f}{b:>14.2f}{b - a:>8.2f}")
+            accuracy_rows.append([f"{label} [{key}]", a, b, b - a])
+    print()
+    print(format_table(["accuracy (%)", "LUMP", "LUMP+freeze", "delta"], accuracy_rows))
     print("\nfrozen blocks per task (LUMP+freeze): " + ", ".join(str(e["frozen_blocks"]) for e in freeze["efficiency"]))
     ratio = lambda k: tot(lump, k) / tot(freeze, k)  # noqa: E731
     line = (

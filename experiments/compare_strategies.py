@@ -26,6 +26,7 @@ from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.continual_metrics import learning_accuracy
 from avalanche_freeze.experiment import run_or_reuse
 from avalanche_freeze.recipes import available_strategies
+from avalanche_freeze.results import format_table
 
 COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting", "knn_ci", "CI fgt"),
            ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("learning_acc", "knn_ti", "TI LA")]
@@ -40,20 +41,15 @@ def _value(results: dict, field: str, key: str) -> float:
 def _cell(values: Sequence[float]) -> str:
     mean = statistics.fmean(values)
     if len(values) == 1:
-        return f"{mean:6.2f}"
-    return f"{mean:6.2f} ±{statistics.stdev(values):4.2f}"
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ±{statistics.stdev(values):.2f}"
 
 
 def format_comparison(results: Dict[str, List[dict]]) -> str:
     """The comparison table (values in %, mean ± std over seeds)."""
-    n_seeds = max(len(r) for r in results.values())
-    width = 7 if n_seeds == 1 else 14
-    header = f"{'strategy':<14}" + "".join(f"{label:>{width + 1}}" for _, _, label in COLUMNS)
-    lines = [header]
-    for name, runs in results.items():
-        cells = [_cell([100 * _value(r, field, key) for r in runs]) for field, key, _ in COLUMNS]
-        lines.append(f"{name:<14}" + "".join(f"{c:>{width + 1}}" for c in cells))
-    return "\n".join(lines)
+    rows = [[name] + [_cell([100 * _value(r, field, key) for r in runs]) for field, key, _ in COLUMNS]
+            for name, runs in results.items()]
+    return format_table(["strategy"] + [label for _, _, label in COLUMNS], rows)
 
 
 def main(argv=None) -> int:
@@ -87,7 +83,7 @@ def main(argv=None) -> int:
     table = format_comparison(results)
     first = next(iter(configs.values()))
     n_tasks = next(iter(results.values()))[0]["n_tasks"]
-    print(f"\n{first.benchmark}, {first.ssl}, {n_tasks} tasks, {first.epochs} epochs/task, "
+    print(f"\n{first.data.benchmark}, {first.ssl.name}, {n_tasks} tasks, {first.train.epochs} epochs/task, "
           f"seeds {' '.join(map(str, args.seeds))}; kNN accuracy and forgetting in %")
     print(table)
     (args.output / "comparison.txt").write_text(table + "\n")

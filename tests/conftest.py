@@ -1,10 +1,10 @@
-import os
-from pathlib import Path
+"""Shared fixtures: a synthetic in-memory benchmark (no dataset needed) and the embedded one."""
 
 import pytest
 import torch
 
-from avalanche_freeze.benchmarks import DEBIAN_FASHION_MNIST
+from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+from avalanche_freeze.benchmarks import DEBIAN_FASHION_MNIST, ImageTensorDataset, benchmark_from_datasets
 
 
 @pytest.fixture(autouse=True)
@@ -12,20 +12,53 @@ def _seed():
     torch.manual_seed(0)
 
 
+def synthetic_images(n_per_class: int, *, n_classes: int = 10, size: int = 16, seed: int = 0) -> ImageTensorDataset:
+    """Grayscale images whose class is a bright bar at a class-specific place and angle, on noise."""
+    gen = torch.Generator().manual_seed(seed)
+    images, labels = [], []
+    coords = torch.arange(size, dtype=torch.float32)
+    for c in range(n_classes):
+        base = torch.zeros(size, size)
+        row = 2 + (c % 5) * (size - 4) // 5
+        if c < 5:
+            base[row: row + 2, :] = 1.0
+        else:
+            base[:, row: row + 2] = 1.0
+        base += 0.3 * torch.sin(coords * (c + 1) / 3).unsqueeze(0)
+        for _ in range(n_per_class):
+            img = base + 0.25 * torch.rand(size, size, generator=gen)
+            images.append(img.clamp(0, 1))
+            labels.append(c)
+    batch = (torch.stack(images).unsqueeze(1) * 255).round().to(torch.uint8)
+    return ImageTensorDataset(batch, labels)
+
+
+@pytest.fixture(scope="session")
+def tiny_bench():
+    """Split synthetic images, 5 tasks x 2 classes, 64 training and 32 test images per task."""
+    train, test = synthetic_images(32, seed=0), synthetic_images(16, seed=1)
+    return benchmark_from_datasets(train, test, name="synthetic", n_experiences=5, class_order=list(range(10)),
+                                   image_size=16, channels=1, mean=(0.3,), std=(0.3,))
+
+
+def make_strategy(bench, plugins=(), **kwargs) -> SelfSupervisedStrategy:
+    """A tiny SimSiam strategy on ``bench`` (width-0.125 ResNet-18, batch 32, no logging)."""
+    options = {"model": CifarResNet18(width=0.125, in_channels=1), "augmentation": bench.augmentation,
+               "ssl_options": {"proj_dim": 32, "pred_dim": 8}, "plugins": list(plugins), "train_mb_size": 32,
+               "evaluator": None}
+    options.update(kwargs)
+    return SelfSupervisedStrategy(**options)
+
+
 @pytest.fixture(scope="session")
 def fmnist_available():
     if not (DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
-        pytest.fail(f"Fashion-MNIST is not installed under {DEBIAN_FASHION_MNIST}: run `make setup` (apt-get install dataset-fashion-mnist)")
+        pytest.fail(f"Fashion-MNIST is not installed under {DEBIAN_FASHION_MNIST}: run `make setup` "
+                    "(apt-get install dataset-fashion-mnist)")
     return True
 
 
-@pytest.fixture(scope="session")
-def tiny_bench(fmnist_available):
-    from avalanche_freeze import make_benchmark
-
-    return make_benchmark("fmnist", max_train_per_task=128, max_test_per_task=64)
-
-
-TINY_SET = ["epochs=1", "max_train_per_task=128", "max_test_per_task=64", "batch_size=32", "width=0.125",
-            "proj_dim=32", "pred_dim=8", "n_experiences=5", "eval_mb_size=256", "freeze_samples=32",
-            "lump_mem_size=64", "knn_k=20"]
+#: Settings of a tiny run of the command line on the embedded benchmark.
+TINY_SET = ["train.epochs=1", "data.max_train_per_task=128", "data.max_test_per_task=64", "train.batch_size=32",
+            "model.width=0.125", "ssl.proj_dim=32", "ssl.pred_dim=8", "data.n_experiences=5", "eval.mb_size=256",
+            "freeze.n_samples=32", "lump.mem_size=64", "eval.knn_k=20"]

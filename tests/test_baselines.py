@@ -8,14 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
 from avalanche_freeze.plugins import CaSSLePlugin, DERPlugin, SelfSupervisedEWCPlugin, SIPlugin
 
-
-def _strategy(bench, plugins, **kw):
-    return SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1), augmentation=bench.augmentation,
-                                  ssl_options={"proj_dim": 32, "pred_dim": 8}, plugins=plugins, train_mb_size=32,
-                                  evaluator=None, **kw)
+from .conftest import make_strategy as _strategy
 
 
 class _AtBackward:
@@ -107,7 +102,7 @@ def test_der_replays_stored_features_with_the_mse_term(tiny_bench):
             after = F.mse_loss(backbone(plugin.last_replay_inputs), target)
         checked.append(float(after) < float(plugin.last_penalty) / 0.4)
 
-    s = _strategy(tiny_bench, [plugin, _AtBackward(check)])
+    s = _strategy(tiny_bench, [plugin, _AtBackward(check)], train_epochs=2)
     s.train(tiny_bench.benchmark.train_stream[0])
     assert len(plugin.buffer) == 48 and plugin.buffer.num_seen == 128
     assert len(checked) == 3 and all(checked)  # iterations 2-4 of 4 replay
@@ -220,9 +215,15 @@ def test_ewc_and_si_state_round_trips():
     assert torch.equal(ewc2.importances[0]["w"].data, ewc.importances[0]["w"].data)
 
 
-@pytest.mark.parametrize("make", [lambda: SIPlugin(c=-1), lambda: SIPlugin(xi=0), lambda: DERPlugin(alpha=-1),
-                                  lambda: DERPlugin(mem_size=-2), lambda: CaSSLePlugin(lam=-1),
-                                  lambda: SelfSupervisedEWCPlugin(ewc_lambda=-1)])
-def test_baseline_plugins_reject_bad_options(make):
-    with pytest.raises(ValueError, match="is not accepted"):
+@pytest.mark.parametrize("make,message", [
+    (lambda: SIPlugin(c=-1), "c=-1 is not accepted; accepted: a finite number >= 0"),
+    (lambda: SIPlugin(xi=0), "xi=0 is not accepted; accepted: a finite number > 0"),
+    (lambda: DERPlugin(alpha=-1), "alpha=-1 is not accepted"),
+    (lambda: DERPlugin(mem_size=-2), "mem_size=-2 is not accepted; accepted: an integer >= 0"),
+    (lambda: CaSSLePlugin(lam=float("nan")), "lam=nan is not accepted"),
+    (lambda: SelfSupervisedEWCPlugin(ewc_lambda=-1), "ewc_lambda=-1 is not accepted"),
+])
+def test_baseline_plugins_reject_bad_options(make, message):
+    with pytest.raises(ValueError) as info:
         make()
+    assert message in str(info.value)

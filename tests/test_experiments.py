@@ -21,7 +21,7 @@ def _load(name):
 
 def _sets(*extra):
     args = []
-    for item in TINY_SET + ["n_experiences=2", *extra]:
+    for item in TINY_SET + ["data.n_experiences=2", *extra]:
         args += ["--set", item]
     return args
 
@@ -41,7 +41,7 @@ def test_compare_strategies_prints_one_row_per_strategy_and_reuses_runs(tmp_path
 
 def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmnist_available, capsys):
     bench = _load("bench_freeze")
-    assert bench.main(["--output", str(tmp_path), *_sets("freeze_tau=0", "freeze_max_share=0.3")]) == 0
+    assert bench.main(["--output", str(tmp_path), *_sets("freeze.tau=0", "freeze.max_frozen_share=0.3")]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     pattern = (r"backward_flops_ratio=(\S+) activation_bytes_ratio=(\S+) time_ratio=(\S+) "

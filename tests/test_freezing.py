@@ -12,6 +12,8 @@ from avalanche_freeze.efficiency import SavedTensorMeter
 from avalanche_freeze.plugins import CorrelationFreezePlugin
 from avalanche_freeze.plugins.correlation_freeze import remove_from_optimizer, unit_compute_shares
 
+from .conftest import make_strategy
+
 
 def _train_step(net, opt, x):
     opt.zero_grad()
@@ -120,13 +122,42 @@ def test_cka_identity_and_orthogonal_invariance():
     assert linear_cka(x, torch.randn(64, 10)) < 0.5
 
 
-def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
-    from avalanche_freeze import SelfSupervisedStrategy
-
-    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.5, n_samples=32)
+def test_frozen_prefix_runs_without_autograd_even_when_the_input_requires_grad():
     net = CifarResNet18(width=0.125, in_channels=1)
-    s = SelfSupervisedStrategy(model=net, augmentation=tiny_bench.augmentation, ssl_options={"proj_dim": 32, "pred_dim": 8},
-                               plugins=[plugin], train_mb_size=32, evaluator=None)
+    net.set_frozen_prefix(3)
+    x = torch.rand(4, 1, 16, 16, requires_grad=True)  # e.g. an adversarial or mixed input with a graph
+    with SavedTensorMeter(exclude=list(net.parameters())) as meter:
+        out = net(x)
+    out.sum().backward()
+    assert x.grad is None  # no graph reaches back through the frozen units
+    with torch.no_grad():
+        h = net.units[2](net.units[1](net.units[0](x)))
+    with SavedTensorMeter(exclude=list(net.parameters())) as suffix_only:
+        for unit in net.units[3:]:
+            h = unit(h)
+        torch.nn.functional.adaptive_avg_pool2d(h, 1)
+    assert meter.bytes == suffix_only.bytes  # only the trainable suffix saves activations
+
+
+def test_plugin_restores_its_prefix_from_a_checkpoint():
+    net = CifarResNet18(width=0.125, in_channels=1)
+    plugin = CorrelationFreezePlugin(n_samples=8)
+    plugin.history = [{"experience": 1, "scores": {}, "frozen_units": ["stem", "layer1.0"], "frozen_blocks": 2,
+                       "frozen_share": 0.3}]
+    plugin.tasks_done = 2
+    fresh_net = CifarResNet18(width=0.125, in_channels=1)
+    fresh = CorrelationFreezePlugin(n_samples=8)
+    fresh.load_state_dict(plugin.state_dict(), device="cpu", backbone=torch.nn.Sequential(fresh_net))
+    assert fresh_net.num_frozen_units == 2 and fresh.tasks_done == 2 and fresh.history == plugin.history
+    assert all(not p.requires_grad for u in fresh_net.units[:2] for p in u.parameters())
+    assert all(p.requires_grad for u in fresh_net.units[2:] for p in u.parameters())
+    assert not fresh_net.units[0][1].training  # frozen BatchNorm in eval mode
+
+
+def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
+    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.5, n_samples=32)
+    s = make_strategy(tiny_bench, [plugin])
+    net = s.backbone
     stream = tiny_bench.benchmark.train_stream
     s.train(stream[0])
     assert net.num_frozen_units == 0

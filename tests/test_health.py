@@ -3,8 +3,10 @@
 import pytest
 import torch
 
-from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+from avalanche_freeze import CifarResNet18
 from avalanche_freeze.health import TrainingHealthError, TrainingHealthPlugin
+
+from .conftest import make_strategy
 
 
 def _strategy(bench, health, collapsed: bool):
@@ -13,8 +15,7 @@ def _strategy(bench, health, collapsed: bool):
         with torch.no_grad():
             for p in net.parameters():
                 p.zero_()
-    return SelfSupervisedStrategy(model=net, augmentation=bench.augmentation, ssl_options={"proj_dim": 32, "pred_dim": 8},
-                                  plugins=[health], train_mb_size=32, evaluator=None)
+    return make_strategy(bench, [health], model=net)
 
 
 def test_collapse_stops_the_run_with_task_and_epoch(tiny_bench):

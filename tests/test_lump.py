@@ -1,9 +1,11 @@
-"""LUMP: reservoir uniformity, stored contents, per-batch mixup, and mem_size=0 == finetune."""
+"""LUMP: reservoir uniformity, stored contents, the mixup formula, and mem_size=0 == finetune."""
 
+import pytest
 import torch
 
-from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
 from avalanche_freeze.plugins import LUMPPlugin, ReservoirBuffer
+
+from .conftest import make_strategy
 
 
 def test_reservoir_keeps_a_uniform_sample():
@@ -24,20 +26,15 @@ def test_reservoir_keeps_a_uniform_sample():
 
 def test_buffer_stores_raw_images_and_second_views(tiny_bench):
     plugin = LUMPPlugin(mem_size=16, seed=0)
-    s = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1), augmentation=tiny_bench.augmentation,
-                               ssl_options={"proj_dim": 32, "pred_dim": 8}, plugins=[plugin], train_mb_size=32,
-                               evaluator=None)
     seen = {}
 
-    class Spy:
+    class Spy:  # runs before LUMP: the batch's raw images and clean second views
         def before_forward(self, strategy, **kw):
             seen["x"], seen["v2"] = strategy.mb_x.clone(), strategy.mb_views[1].clone()
 
-    s.plugins.insert(0, Spy())
-    ds = tiny_bench.benchmark.train_stream[0].dataset
-    from torch.utils.data import Subset
+    s = make_strategy(tiny_bench, [Spy(), plugin])
     exp = tiny_bench.benchmark.train_stream[0]
-    exp.dataset = ds.subset(range(32))
+    exp.dataset = exp.dataset.subset(range(32))
     s.train(exp)
     assert len(plugin.buffer) == 16 and plugin.buffer.num_seen == 32
     # a single iteration (32 images): every slot holds one of its raw images with that image's second view
@@ -47,43 +44,78 @@ def test_buffer_stores_raw_images_and_second_views(tiny_bench):
         assert torch.equal(seen["v2"][i], view)
 
 
-def test_mixup_draws_one_lambda_per_batch_and_loss_uses_mixed_views(tiny_bench):
-    plugin = LUMPPlugin(mem_size=64, alpha=0.4, seed=0)
-    s = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1), augmentation=tiny_bench.augmentation,
-                               ssl_options={"proj_dim": 32, "pred_dim": 8}, plugins=[plugin], train_mb_size=32,
-                               evaluator=None)
-    lambdas, checks = [], []
-    orig_ssl_forward = s.model.ssl.forward
+def test_loss_sees_the_mixup_of_clean_views_and_buffer_samples(tiny_bench):
+    plugin = LUMPPlugin(mem_size=48, alpha=0.4, seed=0)
+    steps = []
 
-    def spy(backbone, v1, v2):
-        checks.append((v1 is s.mb_views[0], plugin.last_lambda))
-        return orig_ssl_forward(backbone, v1, v2)
+    class Clean:  # before LUMP: the clean views and the buffer as it is before this iteration's mixup
+        def before_forward(self, strategy, **kw):
+            size = len(plugin.buffer)
+            steps.append({"clean": [v.clone() for v in strategy.mb_views],
+                          "buffer": None if size == 0 else (plugin.buffer.raw[:size].clone(), plugin.buffer.views[:size].clone())})
 
-    s.model.ssl.forward = spy
+    s = make_strategy(tiny_bench, [Clean(), plugin])
+    sample, light, ssl_forward = plugin.buffer.sample, s.augmentation.light, s.model.ssl.forward
 
-    class Rec:
-        def after_forward(self, strategy, **kw):
-            lambdas.append(plugin.last_lambda)
+    def record_sample(n):
+        steps[-1]["sampled"] = sample(n)
+        return steps[-1]["sampled"]
 
-    s.plugins.append(Rec())
-    s.train(tiny_bench.benchmark.train_stream[0])
-    assert lambdas[0] is None  # first batch of task 1: empty buffer, no mixup
-    assert all(0 < lam < 1 for lam in lambdas[1:]) and len(set(lambdas[1:])) == len(lambdas) - 1
-    assert all(used_mixed for used_mixed, _ in checks)
+    def record_light(x):
+        steps[-1]["light"] = light(x)
+        return steps[-1]["light"]
+
+    def record_forward(backbone, v1, v2):
+        steps[-1]["seen"] = (v1.clone(), v2.clone())
+        steps[-1]["lambda"] = plugin.last_lambda
+        return ssl_forward(backbone, v1, v2)
+
+    plugin.buffer.sample, s.augmentation.light, s.model.ssl.forward = record_sample, record_light, record_forward
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        s.train(exp)
+
+    assert steps[0]["buffer"] is None and steps[0]["lambda"] is None  # first batch of task 1: nothing to mix
+    assert all(torch.equal(a, b) for a, b in zip(steps[0]["seen"], steps[0]["clean"]))
+    mixed = steps[1:]
+    assert len(mixed) == 3 and all(0 < st["lambda"] < 1 for st in mixed)
+    assert len({st["lambda"] for st in mixed}) == len(mixed)  # one draw per batch
+    for st in mixed:
+        lam, (raw, view2) = st["lambda"], st["sampled"]
+        k = len(raw)
+        assert k == min(32, len(st["buffer"][0]))
+        # the drawn items are distinct buffer entries, each raw image with its own stored view
+        stored_raw, stored_views = st["buffer"]
+        idx = [int((stored_raw - r).flatten(1).abs().sum(1).argmin()) for r in raw]
+        assert len(set(idx)) == k
+        assert all(torch.equal(stored_raw[i], r) and torch.equal(stored_views[i], v) for i, r, v in zip(idx, raw, view2))
+        clean1, clean2 = st["clean"]
+        seen1, seen2 = st["seen"]
+        assert seen1.shape[0] == k
+        assert torch.allclose(seen1, lam * clean1[:k] + (1 - lam) * st["light"], atol=1e-6)
+        assert torch.allclose(seen2, lam * clean2[:k] + (1 - lam) * view2, atol=1e-6)
+        assert not torch.allclose(seen1, clean1[:k])
 
 
 def test_mem_size_zero_equals_finetune_bit_for_bit(tiny_bench):
     def run(plugins):
         torch.manual_seed(3)
-        net = CifarResNet18(width=0.125, in_channels=1)
-        s = SelfSupervisedStrategy(model=net, augmentation=tiny_bench.augmentation,
-                                   ssl_options={"proj_dim": 32, "pred_dim": 8}, plugins=plugins,
-                                   train_mb_size=32, evaluator=None)
+        s = make_strategy(tiny_bench, plugins)
         for exp in tiny_bench.benchmark.train_stream[:2]:
             s.train(exp)
         return s.model.state_dict()
 
     torch.manual_seed(99)
-    lump = LUMPPlugin(mem_size=0, seed=5)
-    a, b = run([lump]), run([])
+    a, b = run([LUMPPlugin(mem_size=0, seed=5)]), run([])
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lump_state_round_trips_and_refuses_a_plain_strategy():
+    plugin = LUMPPlugin(mem_size=4, seed=1)
+    plugin.buffer.add(torch.rand(6, 1, 4, 4), torch.rand(6, 1, 4, 4))
+    plugin.rng.beta(0.4, 0.4)
+    copy = LUMPPlugin(mem_size=4, seed=9)
+    copy.load_state_dict(plugin.state_dict(), device="cpu", backbone=None)
+    assert torch.equal(copy.buffer.raw, plugin.buffer.raw) and copy.buffer.num_seen == 6
+    assert copy.rng.beta(0.4, 0.4) == plugin.rng.beta(0.4, 0.4)
+    with pytest.raises(TypeError, match="LUMPPlugin needs a strategy that provides mb_views"):
+        plugin.before_forward(object())

@@ -28,7 +28,7 @@ def test_cli_wandb_offline_writes_the_results_dashboard(tmp_path, fmnist_availab
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     args = ["run", "--quiet", "--wandb", "--strategy", "lump_freeze", "--output", str(tmp_path / "w")]
-    for item in TINY_SET + ["n_experiences=2", "freeze_tau=0", "freeze_max_share=0.3"]:
+    for item in TINY_SET + ["data.n_experiences=2", "freeze.tau=0", "freeze.max_frozen_share=0.3"]:
         args += ["--set", item]
     assert main(args) == 0
     results = json.loads((tmp_path / "w" / "results.json").read_text())

@@ -16,13 +16,34 @@ runs in eval mode (its BatchNorm layers use their running statistics) and withou
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-__all__ = ["CaSSLePlugin", "distillation_predictor"]
+from ..protocols import require_self_supervised
+from ..validation import check_number
+
+__all__ = ["CaSSLeConfig", "CaSSLePlugin", "distillation_predictor"]
+
+
+@dataclass
+class CaSSLeConfig:
+    """The ``cassle`` configuration section.
+
+    Attributes:
+        lam: weight of the distillation term (1.0, as CaSSLe).
+        hidden_dim: hidden width of the predictor (``None``: the projection dimension).
+    """
+
+    lam: float = 1.0
+    hidden_dim: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_number("lam", self.lam, at_least=0)
+        check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
 
 #: Attribute of ``strategy.model`` that holds the predictor (saved with the model).
 PREDICTOR_ATTRIBUTE = "cassle_predictor"
@@ -52,12 +73,9 @@ class CaSSLePlugin(SupervisedPlugin):
         1.0
     """
 
-    def __init__(self, *, lam: float = 1.0, hidden_dim: Optional[int] = None) -> None:
+    def __init__(self, *, lam: float = CaSSLeConfig.lam, hidden_dim: Optional[int] = CaSSLeConfig.hidden_dim) -> None:
         super().__init__()
-        if lam < 0:
-            raise ValueError(f"lam={lam} is not accepted; accepted: a number >= 0")
-        if hidden_dim is not None and hidden_dim < 1:
-            raise ValueError(f"hidden_dim={hidden_dim} is not accepted; accepted: an integer >= 1 or None")
+        CaSSLeConfig(lam=lam, hidden_dim=hidden_dim)
         self.lam = lam
         self.hidden_dim = hidden_dim
         self.frozen_backbone: Optional[nn.Module] = None
@@ -68,7 +86,7 @@ class CaSSLePlugin(SupervisedPlugin):
         """Create the predictor on ``strategy.model`` if it is not there yet; returns it."""
         model = strategy.model
         if not hasattr(model, PREDICTOR_ATTRIBUTE):
-            dim = strategy.ssl_method.projection_dim
+            dim = require_self_supervised(strategy, self).ssl_method.projection_dim
             predictor = distillation_predictor(dim, self.hidden_dim or dim).to(strategy.device)
             model.add_module(PREDICTOR_ATTRIBUTE, predictor)
         return getattr(model, PREDICTOR_ATTRIBUTE)

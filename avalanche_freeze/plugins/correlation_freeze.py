@@ -15,7 +15,8 @@ forward run under ``torch.no_grad()`` (no activations saved for backward).
 from __future__ import annotations
 
 import copy
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -26,10 +27,52 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
 from ..correlation import REPRESENTATIONS, SubspaceBasis, linear_cka, representation_matrix
+from ..protocols import SelfSupervisedState
+from ..validation import check_choice, check_number
 
-__all__ = ["CorrelationFreezePlugin", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer", "unit_compute_shares"]
+__all__ = ["CorrelationFreezePlugin", "FreezeConfig", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer",
+           "unit_compute_shares"]
 
 MEASURES = ("subspace", "cka")
+
+
+@dataclass
+class FreezeConfig:
+    """The ``freeze`` configuration section (defaults: METHOD.md section 3).
+
+    Attributes:
+        measure: ``subspace`` (default) or ``cka``.
+        tau: score threshold a unit must reach to be frozen (0.9).
+        max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
+        granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
+        n_samples: samples of a task used to build bases and score units (256).
+        energy: subspace energy threshold ``eps`` (0.97).
+        representation: subspace only: ``flatten`` (each sample's output flattened,
+            default) or ``channel`` (channel vectors at every position).
+        center: subspace only: subtract the mean before building bases and scores (False).
+        warmup_epochs: ``cka`` only: epochs trained on a new task before scoring (1).
+    """
+
+    measure: str = "subspace"
+    tau: float = 0.9
+    max_frozen_share: float = 1.0
+    granularity: str = "block"
+    n_samples: int = 256
+    energy: float = 0.97
+    representation: str = "flatten"
+    center: bool = False
+    warmup_epochs: int = 1
+
+    def __post_init__(self) -> None:
+        check_choice("measure", self.measure, MEASURES)
+        check_number("tau", self.tau, at_least=0, at_most=1)
+        check_number("max_frozen_share", self.max_frozen_share, at_least=0, at_most=1)
+        check_choice("granularity", self.granularity, GRANULARITIES)
+        check_number("n_samples", self.n_samples, at_least=2, integer=True)
+        check_number("energy", self.energy, above=0, at_most=1)
+        check_choice("representation", self.representation, REPRESENTATIONS)
+        check_choice("center", self.center, (False, True))
+        check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
 
 
 def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Parameter]) -> int:
@@ -101,40 +144,29 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     def __init__(
         self,
         *,
-        measure: str = "subspace",
-        tau: float = 0.9,
-        max_frozen_share: float = 1.0,
-        granularity: str = "block",
-        n_samples: int = 256,
-        energy: float = 0.97,
-        representation: str = "flatten",
-        center: bool = False,
-        warmup_epochs: int = 1,
+        measure: str = FreezeConfig.measure,
+        tau: float = FreezeConfig.tau,
+        max_frozen_share: float = FreezeConfig.max_frozen_share,
+        granularity: str = FreezeConfig.granularity,
+        n_samples: int = FreezeConfig.n_samples,
+        energy: float = FreezeConfig.energy,
+        representation: str = FreezeConfig.representation,
+        center: bool = FreezeConfig.center,
+        warmup_epochs: int = FreezeConfig.warmup_epochs,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if measure not in MEASURES:
-            raise ValueError(f"measure={measure!r} is not accepted; accepted: {', '.join(MEASURES)}")
-        if granularity not in GRANULARITIES:
-            raise ValueError(f"granularity={granularity!r} is not accepted; accepted: {', '.join(GRANULARITIES)}")
-        if not 0.0 <= tau <= 1.0:
-            raise ValueError(f"tau={tau} must be in [0, 1]")
-        if not 0.0 <= max_frozen_share <= 1.0:
-            raise ValueError(f"max_frozen_share={max_frozen_share} must be in [0, 1]")
-        if n_samples < 2:
-            raise ValueError(f"n_samples={n_samples} must be >= 2")
-        if warmup_epochs < 0:
-            raise ValueError(f"warmup_epochs={warmup_epochs} must be >= 0")
+        FreezeConfig(measure=measure, tau=tau, max_frozen_share=max_frozen_share, granularity=granularity,
+                     n_samples=n_samples, energy=energy, representation=representation, center=center,
+                     warmup_epochs=warmup_epochs)
         self.measure = measure
         self.tau = tau
         self.max_frozen_share = max_frozen_share
         self.granularity = granularity
         self.n_samples = n_samples
         self.energy = energy
-        self.center = center
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"representation={representation!r} is not accepted; accepted: {', '.join(REPRESENTATIONS)}")
         self.representation = representation
+        self.center = center
         self.warmup_epochs = warmup_epochs
         self.seed = seed
         self.bases: Dict[int, SubspaceBasis] = {}
@@ -151,8 +183,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         # a private generator: iterating a DataLoader would otherwise draw from the global RNG
         loader = DataLoader(Subset(dataset, idx), batch_size=len(idx), shuffle=False, generator=gen)
         x = next(iter(loader))[0].to(strategy.device)
-        augmentation = getattr(strategy, "augmentation", None)
-        return augmentation.normalize(x) if augmentation is not None else x
+        return strategy.augmentation.normalize(x) if isinstance(strategy, SelfSupervisedState) else x
 
     @torch.no_grad()
     def _unit_outputs(self, backbone: FreezableBackbone, x: Tensor) -> List[Tensor]:
@@ -231,14 +262,13 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             "frozen_share": share,
         }
         self.history.append(record)
-        evaluator = getattr(strategy, "evaluator", None)
-        if evaluator is not None:
-            x = strategy.clock.train_iterations
-            exp = record["experience"]
-            for name, s in record["scores"].items():
-                evaluator.publish_metric_value(MetricValue(self, f"Freeze_Score/{name}/Exp{exp:03d}", s, x))
-            evaluator.publish_metric_value(MetricValue(self, f"Freeze_Blocks/Exp{exp:03d}", n_blocks, x))
-            evaluator.publish_metric_value(MetricValue(self, f"Freeze_ComputeShare/Exp{exp:03d}", share, x))
+        x = strategy.clock.train_iterations
+        exp = record["experience"]
+        publish = strategy.evaluator.publish_metric_value
+        for name, s in record["scores"].items():
+            publish(MetricValue(self, f"Freeze_Score/{name}/Exp{exp:03d}", s, x))
+        publish(MetricValue(self, f"Freeze_Blocks/Exp{exp:03d}", n_blocks, x))
+        publish(MetricValue(self, f"Freeze_ComputeShare/Exp{exp:03d}", share, x))
 
     def _apply(self, strategy, backbone: FreezableBackbone, n_blocks: int) -> None:
         apply_frozen_prefix(backbone, n_blocks, strategy.optimizer)
@@ -251,19 +281,25 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             "compute_shares": self.compute_shares,
             "history": self.history,
             "tasks_done": self.tasks_done,
+            "frozen_blocks": self.history[-1]["frozen_blocks"] if self.history else 0,
         }
 
-    def load_state_dict(self, state: dict, backbone: Optional[FreezableBackbone] = None) -> None:
+    def load_state_dict(self, state: dict, *, device: Union[str, torch.device, None] = None,
+                        backbone: Optional[nn.Module] = None) -> None:
+        """Restore the bases, snapshot and history, and re-freeze the saved prefix of ``backbone``
+        (its parameters leave autograd and its BatchNorm layers stay in eval mode)."""
         self.bases = {}
         for i, b in state["bases"].items():
             basis = SubspaceBasis(energy=self.energy)
             basis.load_state_dict(b)
             self.bases[int(i)] = basis
+        if (state["snapshot"] is not None or state["frozen_blocks"]) and backbone is None:
+            raise ValueError("restoring the freezing plugin needs the backbone (backbone=...)")
         if state["snapshot"] is not None:
-            if backbone is None:
-                raise ValueError("restoring a CKA snapshot needs the backbone")
-            self.snapshot = copy.deepcopy(backbone).eval()
+            self.snapshot = copy.deepcopy(find_freezable_backbone(backbone)).eval()
             self.snapshot.load_state_dict(state["snapshot"])
         self.compute_shares = state["compute_shares"]
         self.history = list(state["history"])
         self.tasks_done = state["tasks_done"]
+        if backbone is not None:
+            find_freezable_backbone(backbone).set_frozen_prefix(state["frozen_blocks"])

@@ -14,15 +14,35 @@ is offered every batch after every iteration (reservoir sampling over the whole 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
+from ..protocols import require_self_supervised
+from ..validation import check_number
 from .reservoir import ReservoirBuffer
 
-__all__ = ["DERPlugin"]
+__all__ = ["DERConfig", "DERPlugin"]
+
+
+@dataclass
+class DERConfig:
+    """The ``der`` configuration section (defaults: LUMP's DER configuration).
+
+    Attributes:
+        mem_size: buffer capacity in images, over all tasks (256).
+        alpha: weight of the feature-replay term (0.4).
+    """
+
+    mem_size: int = 256
+    alpha: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_number("mem_size", self.mem_size, at_least=0, integer=True)
+        check_number("alpha", self.alpha, at_least=0)
 
 
 class DERPlugin(SupervisedPlugin):
@@ -39,12 +59,10 @@ class DERPlugin(SupervisedPlugin):
         256
     """
 
-    def __init__(self, *, mem_size: int = 256, alpha: float = 0.4, seed: Optional[int] = None) -> None:
+    def __init__(self, *, mem_size: int = DERConfig.mem_size, alpha: float = DERConfig.alpha,
+                 seed: Optional[int] = None) -> None:
         super().__init__()
-        if mem_size < 0:
-            raise ValueError(f"mem_size={mem_size} is not accepted; accepted: an integer >= 0")
-        if alpha < 0:
-            raise ValueError(f"alpha={alpha} is not accepted; accepted: a number >= 0")
+        DERConfig(mem_size=mem_size, alpha=alpha)
         self.mem_size = mem_size
         self.alpha = alpha
         self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
@@ -62,9 +80,8 @@ class DERPlugin(SupervisedPlugin):
                              "mixed views under unmixed images; use one of the two baselines")
 
     def after_forward(self, strategy, **kwargs):
-        output = getattr(strategy, "ssl_output", None)
-        if output is None:
-            raise TypeError("DERPlugin needs a SelfSupervisedStrategy (it stores strategy.ssl_output features)")
+        output = require_self_supervised(strategy, self).ssl_output
+        assert output is not None
         self._features = output.features[0].detach()
 
     def before_backward(self, strategy, **kwargs):
@@ -85,5 +102,5 @@ class DERPlugin(SupervisedPlugin):
     def state_dict(self) -> dict:
         return {"buffer": self.buffer.state_dict()}
 
-    def load_state_dict(self, state: dict, device=None) -> None:
+    def load_state_dict(self, state: dict, *, device=None, backbone=None) -> None:
         self.buffer.load_state_dict(state["buffer"], device=device)

@@ -14,6 +14,7 @@ units of the classes seen so far, which a self-supervised model does not have
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict
 
 import torch
@@ -21,7 +22,24 @@ from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import ParamData, zerolike_params_dict
 from torch.utils.data import DataLoader
 
-__all__ = ["SelfSupervisedEWCPlugin"]
+from ..protocols import SelfSupervisedState
+from ..validation import check_number
+
+__all__ = ["EWCConfig", "SelfSupervisedEWCPlugin"]
+
+
+@dataclass
+class EWCConfig:
+    """The ``ewc`` configuration section.
+
+    Attributes:
+        ewc_lambda: penalty strength (100, not tuned).
+    """
+
+    ewc_lambda: float = 100.0
+
+    def __post_init__(self) -> None:
+        check_number("ewc_lambda", self.ewc_lambda, at_least=0)
 
 
 class SelfSupervisedEWCPlugin(EWCPlugin):
@@ -38,10 +56,9 @@ class SelfSupervisedEWCPlugin(EWCPlugin):
         10.0
     """
 
-    def __init__(self, *, ewc_lambda: float, mode: str = "separate", decay_factor=None,
+    def __init__(self, *, ewc_lambda: float = EWCConfig.ewc_lambda, mode: str = "separate", decay_factor=None,
                  keep_importance_data: bool = False) -> None:
-        if ewc_lambda < 0:
-            raise ValueError(f"ewc_lambda={ewc_lambda} is not accepted; accepted: a number >= 0")
+        EWCConfig(ewc_lambda=ewc_lambda)
         super().__init__(ewc_lambda, mode=mode, decay_factor=decay_factor, keep_importance_data=keep_importance_data)
         self._strategy = None
 
@@ -56,7 +73,7 @@ class SelfSupervisedEWCPlugin(EWCPlugin):
                             num_workers=0) -> Dict[str, ParamData]:
         """Diagonal empirical Fisher of the SSL loss over ``dataset`` (labels are not read)."""
         strategy = self._strategy
-        if strategy is None or not hasattr(strategy, "augmentation"):
+        if not isinstance(strategy, SelfSupervisedState):
             raise TypeError("SelfSupervisedEWCPlugin needs a SelfSupervisedStrategy (it uses its augmentation and SSL loss)")
         importances = zerolike_params_dict(model)
         # a private generator keeps the importance pass off the global RNG's data order
@@ -88,7 +105,7 @@ class SelfSupervisedEWCPlugin(EWCPlugin):
             return {exp: {k: v.data.cpu() for k, v in d.items()} for exp, d in store.items()}
         return {"saved_params": tensors(self.saved_params), "importances": tensors(self.importances)}
 
-    def load_state_dict(self, state: dict, device=None) -> None:
+    def load_state_dict(self, state: dict, *, device=None, backbone=None) -> None:
         def params(store, target):
             target.clear()
             for exp, d in store.items():

@@ -16,15 +16,35 @@ to a reservoir buffer of ``mem_size`` images in total.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
+from ..protocols import require_self_supervised
+from ..validation import check_number
 from .reservoir import ReservoirBuffer
 
-__all__ = ["LUMPPlugin"]
+__all__ = ["LUMPConfig", "LUMPPlugin"]
+
+
+@dataclass
+class LUMPConfig:
+    """The ``lump`` configuration section (defaults: LUMP's reference configuration).
+
+    Attributes:
+        mem_size: buffer capacity in images, over all tasks (256).
+        alpha: Beta distribution parameter of the mixup coefficient (0.4).
+    """
+
+    mem_size: int = 256
+    alpha: float = 0.4
+
+    def __post_init__(self) -> None:
+        check_number("mem_size", self.mem_size, at_least=0, integer=True)
+        check_number("alpha", self.alpha, above=0)
 
 
 class LUMPPlugin(SupervisedPlugin):
@@ -43,12 +63,10 @@ class LUMPPlugin(SupervisedPlugin):
         256
     """
 
-    def __init__(self, *, mem_size: int = 256, alpha: float = 0.4, seed: Optional[int] = None) -> None:
+    def __init__(self, *, mem_size: int = LUMPConfig.mem_size, alpha: float = LUMPConfig.alpha,
+                 seed: Optional[int] = None) -> None:
         super().__init__()
-        if mem_size < 0:
-            raise ValueError(f"mem_size={mem_size} must be >= 0")
-        if alpha <= 0:
-            raise ValueError(f"alpha={alpha} must be > 0")
+        LUMPConfig(mem_size=mem_size, alpha=alpha)
         self.mem_size = mem_size
         self.alpha = alpha
         self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
@@ -57,9 +75,7 @@ class LUMPPlugin(SupervisedPlugin):
         self._clean_view2: Optional[torch.Tensor] = None
 
     def before_forward(self, strategy, **kwargs):
-        views = strategy.mb_views
-        if views is None:
-            raise TypeError("LUMPPlugin needs a SelfSupervisedStrategy (it mixes strategy.mb_views)")
+        views = require_self_supervised(strategy, self).mb_views
         self._clean_view2 = views[1]
         self.last_lambda = None
         if len(self.buffer) < 2:  # BatchNorm needs at least two mixed samples
@@ -82,6 +98,6 @@ class LUMPPlugin(SupervisedPlugin):
     def state_dict(self) -> dict:
         return {"buffer": self.buffer.state_dict(), "rng": self.rng.bit_generator.state}
 
-    def load_state_dict(self, state: dict, device=None) -> None:
+    def load_state_dict(self, state: dict, *, device=None, backbone=None) -> None:
         self.buffer.load_state_dict(state["buffer"], device=device)
         self.rng.bit_generator.state = state["rng"]

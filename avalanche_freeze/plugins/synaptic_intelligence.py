@@ -17,18 +17,39 @@ reference overwrites them), and the path integral uses the actual parameter chan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
-__all__ = ["SIPlugin"]
+from ..protocols import SelfSupervisedState
+from ..validation import check_number
+
+__all__ = ["SIConfig", "SIPlugin"]
+
+
+@dataclass
+class SIConfig:
+    """The ``si`` configuration section.
+
+    Attributes:
+        c: strength of the penalty (1.0).
+        xi: damping of the importance denominator (1.0, LUMP's value).
+    """
+
+    c: float = 1.0
+    xi: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_number("c", self.c, at_least=0)
+        check_number("xi", self.xi, above=0)
 
 
 def _regularised_module(strategy) -> nn.Module:
-    """The backbone of a SelfSupervisedStrategy, or the whole model of another strategy."""
-    return getattr(strategy, "backbone", strategy.model)
+    """The backbone of a self-supervised strategy, or the whole model of another strategy."""
+    return strategy.backbone if isinstance(strategy, SelfSupervisedState) else strategy.model
 
 
 class SIPlugin(SupervisedPlugin):
@@ -49,12 +70,9 @@ class SIPlugin(SupervisedPlugin):
         {}
     """
 
-    def __init__(self, *, c: float = 1.0, xi: float = 1.0) -> None:
+    def __init__(self, *, c: float = SIConfig.c, xi: float = SIConfig.xi) -> None:
         super().__init__()
-        if c < 0:
-            raise ValueError(f"c={c} is not accepted; accepted: a number >= 0")
-        if xi <= 0:
-            raise ValueError(f"xi={xi} is not accepted; accepted: a number > 0")
+        SIConfig(c=c, xi=xi)
         self.c = c
         self.xi = xi
         #: Omega per parameter name (accumulated over finished tasks).
@@ -124,6 +142,6 @@ class SIPlugin(SupervisedPlugin):
             "anchor": {k: v.cpu() for k, v in self.anchor.items()},
         }
 
-    def load_state_dict(self, state: dict, device=None) -> None:
+    def load_state_dict(self, state: dict, *, device=None, backbone=None) -> None:
         self.importance = {k: v.to(device or "cpu") for k, v in state["importance"].items()}
         self.anchor = {k: v.to(device or "cpu") for k, v in state["anchor"].items()}

@@ -6,9 +6,9 @@ from typing import Optional
 
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules.heads import ProjectionHead
-from torch import Tensor, nn
+from torch import nn
 
-from .base import SSLMethod, SSLOutput
+from .base import SSLMethod
 
 __all__ = ["BarlowTwins"]
 
@@ -23,7 +23,7 @@ class BarlowTwins(SSLMethod):
         feature_dim: backbone feature dimension.
         proj_dim: width of the 2-layer projector, 2048 in LUMP.
         lambda_offdiag: weight of the redundancy term, 5e-3.
-        backbone: unused.
+        pred_dim, backbone: unused (every method takes them).
 
     Example:
         >>> import torch
@@ -41,9 +41,10 @@ class BarlowTwins(SSLMethod):
         feature_dim: int,
         proj_dim: int = 2048,
         lambda_offdiag: float = 5e-3,
+        pred_dim: Optional[int] = None,
         backbone: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__(feature_dim=feature_dim)
+        super().__init__(feature_dim=feature_dim, projection_dim=proj_dim)
         self.projector = ProjectionHead(
             [
                 (feature_dim, proj_dim, nn.BatchNorm1d(proj_dim), nn.ReLU()),
@@ -51,15 +52,3 @@ class BarlowTwins(SSLMethod):
             ]
         )
         self.criterion = BarlowTwinsLoss(lambda_param=lambda_offdiag)
-        self._proj_dim = proj_dim
-
-    @property
-    def projection_dim(self) -> int:
-        return self._proj_dim
-
-    def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
-        z1, z2 = self.projector(f1), self.projector(f2)
-        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
-
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.criterion(a, b.detach())

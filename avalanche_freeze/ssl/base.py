@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
 
 from torch import Tensor, nn
 
+from ..validation import check_choice, check_number, not_accepted
+
 __all__ = [
+    "SSLConfig",
     "SSLMethod",
     "SSLOutput",
     "available_ssl_methods",
@@ -34,21 +38,31 @@ class SSLOutput:
 class SSLMethod(nn.Module):
     """A self-supervised method: heads on top of a backbone, and a loss on two views.
 
-    Subclasses implement :meth:`loss_from_features` and :meth:`pair_loss`;
-    methods with extra state (BYOL's momentum encoder) also override
-    :meth:`after_update`, called after every optimizer step.
+    A subclass sets ``self.projector`` (backbone features -> projections) and
+    ``self.criterion`` (a loss between two batches of projections). By default the loss
+    is ``criterion(projector(f1), projector(f2))`` and the distillation loss
+    :meth:`pair_loss` is ``criterion(a, sg(b))``; methods with a predictor or a target
+    network override :meth:`loss_from_features`, and methods with extra state (BYOL's
+    momentum encoder) override :meth:`after_update`, called after every optimizer step.
+
+    Every registered method is built as ``factory(feature_dim=..., backbone=...,
+    proj_dim=..., pred_dim=..., **options)``; a method ignores what it does not use.
 
     Args:
         feature_dim: dimension of the backbone's pooled features.
+        projection_dim: output dimension of the projector.
     """
 
     name: str = "base"
+    projector: nn.Module
+    criterion: nn.Module
 
-    def __init__(self, *, feature_dim: int) -> None:
+    def __init__(self, *, feature_dim: int, projection_dim: int) -> None:
         super().__init__()
-        if feature_dim < 1:
-            raise ValueError(f"feature_dim={feature_dim} must be >= 1")
+        check_number("feature_dim", feature_dim, at_least=1, integer=True)
+        check_number("projection_dim", projection_dim, at_least=1, integer=True)
         self.feature_dim = feature_dim
+        self._projection_dim = projection_dim
 
     def forward(self, backbone: nn.Module, view1: Tensor, view2: Tensor) -> SSLOutput:  # type: ignore[override]
         """Run the backbone on both views and compute the loss."""
@@ -56,26 +70,28 @@ class SSLMethod(nn.Module):
         return self.loss_from_features(f1, f2, view1=view1, view2=view2)
 
     def loss_from_features(
-        self, f1: Tensor, f2: Tensor, *, view1: Tensor, view2: Tensor
+        self, f1: Tensor, f2: Tensor, *, view1: Optional[Tensor], view2: Optional[Tensor]
     ) -> SSLOutput:
-        """Compute the loss from the backbone features of the two views."""
-        raise NotImplementedError
+        """Compute the loss from the backbone features of the two views (the views themselves
+        serve methods with a target network)."""
+        z1, z2 = self.projector(f1), self.projector(f2)
+        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
 
     def project(self, features: Tensor) -> Tensor:
         """Projector output for backbone ``features`` (used by distillation plugins)."""
-        return self.projector(features)  # type: ignore[attr-defined]
+        return self.projector(features)
 
     def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        """The method's own loss between two batches of projections.
+        """The method's own loss between two batches of projections, ``b`` a stop-gradient target.
 
         Used as the distillation term by CaSSLe (``a`` = predicted, ``b`` = frozen target).
         """
-        raise NotImplementedError
+        return self.criterion(a, b.detach())
 
     @property
     def projection_dim(self) -> int:
         """Output dimension of :meth:`project`."""
-        raise NotImplementedError
+        return self._projection_dim
 
     def after_update(self, backbone: nn.Module) -> None:
         """Hook called after each optimizer step (momentum updates)."""
@@ -87,12 +103,16 @@ _REGISTRY: Dict[str, Callable[..., SSLMethod]] = {}
 def register_ssl_method(name: str, factory: Callable[..., SSLMethod]) -> None:
     """Register a method under ``name`` (a class or a function returning an SSLMethod).
 
-    The factory is called as ``factory(feature_dim=..., backbone=..., **options)``.
+    The factory is called as ``factory(feature_dim=..., backbone=..., proj_dim=...,
+    pred_dim=..., **options)``; once registered, the name is accepted by the ``ssl.name``
+    configuration key and ``--set ssl.name=NAME`` on the command line.
 
     Example:
         >>> from avalanche_freeze.ssl import SimSiam
-        >>> register_ssl_method("my_simsiam", lambda **kw: SimSiam(proj_dim=64, pred_dim=16, **kw))
-        >>> "my_simsiam" in available_ssl_methods()
+        >>> def narrow_simsiam(*, feature_dim, backbone=None, proj_dim, pred_dim):
+        ...     return SimSiam(feature_dim=feature_dim, proj_dim=proj_dim, pred_dim=max(1, pred_dim // 2))
+        >>> register_ssl_method("narrow_simsiam", narrow_simsiam)
+        >>> "narrow_simsiam" in available_ssl_methods()
         True
     """
     _REGISTRY[name.lower()] = factory
@@ -109,11 +129,42 @@ def create_ssl_method(
     """Build a registered method by name.
 
     Raises:
-        ValueError: unknown name (the message lists the accepted ones).
+        ConfigError: unknown name (the message lists the accepted ones).
     """
     key = name.lower()
-    if key not in _REGISTRY:
-        raise ValueError(
-            f"unknown ssl method {name!r}; accepted: {', '.join(available_ssl_methods())}"
-        )
+    check_choice("ssl", key, available_ssl_methods())
     return _REGISTRY[key](feature_dim=feature_dim, backbone=backbone, **options)
+
+
+@dataclass
+class SSLConfig:
+    """The ``ssl`` configuration section: which method, and its head sizes.
+
+    Attributes:
+        name: a registered method (:func:`available_ssl_methods`; ``simsiam``).
+        proj_dim: projector width (512 for CPU runs; 2048 in LUMP's configuration).
+        pred_dim: predictor bottleneck of methods that have one (SimSiam; 128 for CPU runs, 512 in LUMP's).
+        options: further keyword options of the method (e.g. ``{"temperature": 0.2}`` for SimCLR).
+    """
+
+    name: str = "simsiam"
+    proj_dim: int = 512
+    pred_dim: int = 128
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice("name", self.name.lower(), available_ssl_methods())
+        check_number("proj_dim", self.proj_dim, at_least=1, integer=True)
+        check_number("pred_dim", self.pred_dim, at_least=1, integer=True)
+        params = inspect.signature(_REGISTRY[self.name.lower()]).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            accepted = sorted(set(params) - {"feature_dim", "backbone", "proj_dim", "pred_dim"})
+            for option in self.options:
+                if option not in accepted:
+                    raise not_accepted(f"options.{option}", self.options[option],
+                                       f"options of {self.name!r}: {', '.join(accepted) or 'none'}")
+
+    def build(self, *, feature_dim: int, backbone: Optional[nn.Module] = None) -> SSLMethod:
+        """The configured method for a backbone with ``feature_dim`` features."""
+        return create_ssl_method(self.name, feature_dim=feature_dim, backbone=backbone, proj_dim=self.proj_dim,
+                                 pred_dim=self.pred_dim, **self.options)

@@ -9,7 +9,7 @@ import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from torch import Tensor, nn
+from torch import nn
 
 from .base import SSLMethod, SSLOutput
 
@@ -28,6 +28,7 @@ class BYOL(SSLMethod):
         proj_dim: hidden width of projector and predictor.
         out_dim: projection dimension (256).
         momentum: EMA coefficient ``m`` (0.99).
+        pred_dim: unused (the predictor's hidden width is ``proj_dim``, as in BYOL).
 
     Example:
         >>> import torch
@@ -49,8 +50,9 @@ class BYOL(SSLMethod):
         proj_dim: int = 2048,
         out_dim: int = 256,
         momentum: float = 0.99,
+        pred_dim: Optional[int] = None,
     ) -> None:
-        super().__init__(feature_dim=feature_dim)
+        super().__init__(feature_dim=feature_dim, projection_dim=out_dim)
         if backbone is None:
             raise ValueError("BYOL needs the backbone (backbone=...) to build its momentum target")
         if not 0.0 <= momentum < 1.0:
@@ -63,11 +65,6 @@ class BYOL(SSLMethod):
         deactivate_requires_grad(self.target_projector)
         self.criterion = NegativeCosineSimilarity()
         self.momentum = momentum
-        self._out_dim = out_dim
-
-    @property
-    def projection_dim(self) -> int:
-        return self._out_dim
 
     def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
         z1, z2 = self.projector(f1), self.projector(f2)
@@ -77,9 +74,6 @@ class BYOL(SSLMethod):
             t2 = self.target_projector(self.target_backbone(view2))
         loss = 0.5 * (self.criterion(q1, t2) + self.criterion(q2, t1))
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
-
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.criterion(a, b.detach())
 
     @torch.no_grad()
     def after_update(self, backbone: nn.Module) -> None:

@@ -6,9 +6,9 @@ from typing import Optional
 
 from lightly.loss import NTXentLoss
 from lightly.models.modules.heads import SimCLRProjectionHead
-from torch import Tensor, nn
+from torch import nn
 
-from .base import SSLMethod, SSLOutput
+from .base import SSLMethod
 
 __all__ = ["SimCLR"]
 
@@ -25,7 +25,7 @@ class SimCLR(SSLMethod):
         proj_dim: hidden width of the projector.
         out_dim: output dimension of the projector (128).
         temperature: softmax temperature (0.5).
-        backbone: unused.
+        pred_dim, backbone: unused (every method takes them).
 
     Example:
         >>> import torch
@@ -43,20 +43,9 @@ class SimCLR(SSLMethod):
         proj_dim: int = 2048,
         out_dim: int = 128,
         temperature: float = 0.5,
+        pred_dim: Optional[int] = None,
         backbone: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__(feature_dim=feature_dim)
+        super().__init__(feature_dim=feature_dim, projection_dim=out_dim)
         self.projector = SimCLRProjectionHead(feature_dim, proj_dim, out_dim)
         self.criterion = NTXentLoss(temperature=temperature)
-        self._out_dim = out_dim
-
-    @property
-    def projection_dim(self) -> int:
-        return self._out_dim
-
-    def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
-        z1, z2 = self.projector(f1), self.projector(f2)
-        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
-
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.criterion(a, b.detach())

@@ -6,7 +6,7 @@ from typing import Optional
 
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import ProjectionHead, SimSiamPredictionHead
-from torch import Tensor, nn
+from torch import nn
 
 from .base import SSLMethod, SSLOutput
 
@@ -22,7 +22,7 @@ class SimSiam(SSLMethod):
         feature_dim: backbone feature dimension.
         proj_dim: width of the 2-layer projector (hidden and output), 2048 in LUMP.
         pred_dim: bottleneck of the predictor, 512 in LUMP.
-        backbone: unused (accepted for a uniform factory signature).
+        backbone: unused (every method takes it).
 
     Example:
         >>> import torch
@@ -42,7 +42,7 @@ class SimSiam(SSLMethod):
         pred_dim: int = 512,
         backbone: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__(feature_dim=feature_dim)
+        super().__init__(feature_dim=feature_dim, projection_dim=proj_dim)
         self.projector = ProjectionHead(
             [
                 (feature_dim, proj_dim, nn.BatchNorm1d(proj_dim), nn.ReLU()),
@@ -51,17 +51,9 @@ class SimSiam(SSLMethod):
         )
         self.predictor = SimSiamPredictionHead(proj_dim, pred_dim, proj_dim)
         self.criterion = NegativeCosineSimilarity()
-        self._proj_dim = proj_dim
-
-    @property
-    def projection_dim(self) -> int:
-        return self._proj_dim
 
     def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
         z1, z2 = self.projector(f1), self.projector(f2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = 0.5 * (self.criterion(p1, z2.detach()) + self.criterion(p2, z1.detach()))
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
-
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.criterion(a, b.detach())

@@ -6,9 +6,9 @@ from typing import Optional
 
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
-from torch import Tensor, nn
+from torch import nn
 
-from .base import SSLMethod, SSLOutput
+from .base import SSLMethod
 
 __all__ = ["VICReg"]
 
@@ -23,7 +23,7 @@ class VICReg(SSLMethod):
         feature_dim: backbone feature dimension.
         proj_dim: width of the 3-layer projector.
         lambda_inv, mu_var, nu_cov: the three weights (25, 25, 1).
-        backbone: unused.
+        pred_dim, backbone: unused (every method takes them).
 
     Example:
         >>> import torch
@@ -42,20 +42,9 @@ class VICReg(SSLMethod):
         lambda_inv: float = 25.0,
         mu_var: float = 25.0,
         nu_cov: float = 1.0,
+        pred_dim: Optional[int] = None,
         backbone: Optional[nn.Module] = None,
     ) -> None:
-        super().__init__(feature_dim=feature_dim)
+        super().__init__(feature_dim=feature_dim, projection_dim=proj_dim)
         self.projector = VICRegProjectionHead(feature_dim, proj_dim, proj_dim, num_layers=3)
         self.criterion = VICRegLoss(lambda_param=lambda_inv, mu_param=mu_var, nu_param=nu_cov)
-        self._proj_dim = proj_dim
-
-    @property
-    def projection_dim(self) -> int:
-        return self._proj_dim
-
-    def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
-        z1, z2 = self.projector(f1), self.projector(f2)
-        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
-
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.criterion(a, b.detach())

@@ -1,0 +1,117 @@
+"""Results of a run: the accuracy matrices and efficiency records, their summary, and tables.
+
+:class:`RunResults` is what ``results.json`` holds. It is filled from structured values
+(each probe metric's per-experience accuracies, the efficiency metric's last values),
+never parsed back from metric names. :func:`format_table` is the one table formatter of
+the project: the CLI's results table, the strategy comparison and the freezing benchmark
+all print through it.
+
+Example:
+    >>> print(format_table(["arm", "acc %"], [["lump", 91.234], ["lump_freeze", 90.5]]))
+    arm          acc %
+    lump         91.23
+    lump_freeze  90.50
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from .continual_metrics import as_rows, summarize
+
+__all__ = ["EFFICIENCY_TOTALS", "RunResults", "format_results_table", "format_table"]
+
+#: Efficiency values summed over tasks in ``efficiency_total``.
+EFFICIENCY_TOTALS = ("TrainTime_Exp", "FwdFLOPs_Exp", "BwdFLOPs_Exp", "Iterations_Exp")
+
+
+class RunResults:
+    """The results of one run, as a JSON-friendly dict (:attr:`data`).
+
+    Args:
+        config: the run's configuration as a dict.
+        keys: the accuracy matrices' names (``knn_ci``, ``knn_ti``, ...).
+        n_tasks: number of tasks of the benchmark.
+    """
+
+    def __init__(self, *, config: Dict[str, Any], keys: Sequence[str], n_tasks: int) -> None:
+        self.data: Dict[str, Any] = {
+            "config": config,
+            "acc_matrix": {k: [] for k in keys},
+            "efficiency": [],
+            "n_tasks": n_tasks,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "RunResults":
+        results = cls(config=data["config"], keys=(), n_tasks=data["n_tasks"])
+        results.data = data
+        return results
+
+    def record_task(self, task: int, accuracies: Dict[str, Dict[int, float]], efficiency: Dict[str, float],
+                    *, frozen_blocks: int, freeze_history: Optional[List[dict]] = None) -> None:
+        """Add the evaluation after training ``task``: ``accuracies[key][exp_id]`` per matrix."""
+        n = self.data["n_tasks"]
+        for key, matrix in self.data["acc_matrix"].items():
+            values = accuracies.get(key, {})
+            matrix.append([values.get(j) for j in range(n)])
+        self.data["efficiency"].append({**efficiency, "task": task, "frozen_blocks": frozen_blocks})
+        if freeze_history is not None:
+            self.data["freeze_history"] = list(freeze_history)
+
+    def finalise(self) -> Dict[str, Any]:
+        """Add the summaries (average accuracy, forgetting, BWT, learning accuracy, totals)."""
+        r = self.data
+        summaries = {k: summarize(m) for k, m in r["acc_matrix"].items()}
+        r["acc_matrix"] = {k: as_rows(m) for k, m in r["acc_matrix"].items()}
+        for name in ("avg_acc", "forgetting", "bwt", "learning_acc"):
+            r[name] = {k: v[name] for k, v in summaries.items()}
+        eff = r["efficiency"]
+        total = {key: sum(e.get(key, 0.0) for e in eff) for key in EFFICIENCY_TOTALS}
+        total["SavedActBytes_Iter_mean"] = sum(e.get("SavedActBytes_Iter", 0.0) for e in eff) / len(eff) if eff else 0.0
+        if any("PeakGPUMem_Exp" in e for e in eff):
+            total["PeakGPUMem_max"] = max(e.get("PeakGPUMem_Exp", 0.0) for e in eff)
+        r["efficiency_total"] = total
+        return r
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) >= 1e5 else f"{value:.2f}"
+    return str(value)
+
+
+def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain-text table: first column left-aligned, the others right-aligned.
+
+    Floats print with 2 decimals (4 significant digits from 1e5 on); strings as they are
+    (format a cell yourself for another precision); ``None`` as ``-``.
+    """
+    cells = [[str(h) for h in header]] + [[_cell(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = []
+    for r in cells:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    return "\n".join(lines)
+
+
+def format_results_table(results: Dict[str, Any]) -> str:
+    """The accuracy matrices, then average accuracy / forgetting / BWT per matrix, then efficiency."""
+    blocks: List[str] = []
+    for key, matrix in results["acc_matrix"].items():
+        n = len(matrix[0]) if matrix else 0
+        rows = [[f"T{i}"] + [None if v is None else f"{100 * v:.1f}" for v in row] for i, row in enumerate(matrix)]
+        blocks.append(f"accuracy matrix [{key}] (row i = after training task i, %)\n"
+                      + format_table(["after"] + [f"T{j}" for j in range(n)], rows))
+    rows = [[key, f"{100 * results['avg_acc'][key]:.2f}", f"{100 * results['forgetting'][key]:.2f}",
+             f"{100 * results['bwt'][key]:.2f}"] for key in results["acc_matrix"]]
+    blocks.append(format_table(["protocol", "avg_acc %", "forgetting", "bwt"], rows))
+    tot = results.get("efficiency_total", {})
+    if tot:
+        blocks.append(
+            f"train time {tot['TrainTime_Exp']:.1f}s | fwd FLOPs {tot['FwdFLOPs_Exp']:.3g} | "
+            f"bwd FLOPs {tot['BwdFLOPs_Exp']:.3g} | saved activations/iter {tot['SavedActBytes_Iter_mean'] / 2**20:.1f} MiB"
+        )
+    return "\n\n".join(blocks)

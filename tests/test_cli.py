@@ -1,0 +1,85 @@
+"""The command line end to end on the embedded benchmark: results, recipes, registered methods, refusals."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from avalanche_freeze.cli import main
+from avalanche_freeze.recipes import available_strategies
+
+from .conftest import TINY_SET
+
+
+def run_cli(tmp_path, *extra, name="run"):
+    args = ["run", "--quiet", "--output", str(tmp_path / name)]
+    for item in TINY_SET:
+        args += ["--set", item]
+    return main(args + list(extra))
+
+
+def test_cli_end_to_end_writes_results(tmp_path, fmnist_available, capsys):
+    assert run_cli(tmp_path, "--strategy", "lump_freeze", "--set", "freeze.tau=0.0",
+                   "--set", "freeze.max_frozen_share=0.3") == 0
+    out = capsys.readouterr().out
+    assert "accuracy matrix [knn_ci]" in out and "avg_acc" in out
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert set(r) >= {"config", "acc_matrix", "avg_acc", "forgetting", "bwt", "efficiency"}
+    assert r["config"]["freeze"]["max_frozen_share"] == 0.3 and r["config"]["strategy"] == "lump_freeze"
+    m = r["acc_matrix"]["knn_ci"]
+    assert len(m) == 5 and all(len(row) == 5 for row in m)
+    assert all(m[i][j] is not None for i in range(5) for j in range(i + 1))
+    assert all(m[i][j] is None for i in range(5) for j in range(i + 1, 5))
+    assert r["avg_acc"]["knn_ci"] == pytest.approx(sum(m[4]) / 5)
+    assert r["freeze_history"][0]["frozen_blocks"] > 0
+    eff = r["efficiency"]
+    assert eff[-1]["BwdFLOPs_Iter"] < eff[0]["BwdFLOPs_Iter"]  # freezing removed backward work
+
+
+@pytest.mark.parametrize("recipe", available_strategies())
+def test_every_recipe_runs_two_experiences(tmp_path, fmnist_available, recipe):
+    assert run_cli(tmp_path, "--strategy", recipe, "--set", "data.n_experiences=2", name=recipe) == 0
+    r = json.loads((tmp_path / recipe / "results.json").read_text())
+    assert r["config"]["strategy"] == recipe
+    assert len(r["acc_matrix"]["knn_ti"]) == 2 and None not in r["acc_matrix"]["knn_ti"][1]
+
+
+def test_a_registered_ssl_method_runs_from_the_cli_by_name(tmp_path, fmnist_available):
+    from avalanche_freeze.ssl import BarlowTwins, register_ssl_method
+
+    def narrow_barlow(*, feature_dim, backbone=None, proj_dim, pred_dim, lambda_offdiag=5e-3):
+        return BarlowTwins(feature_dim=feature_dim, proj_dim=proj_dim // 2, lambda_offdiag=lambda_offdiag)
+
+    register_ssl_method("narrow_barlow", narrow_barlow)
+    assert run_cli(tmp_path, "--strategy", "lump", "--set", "data.n_experiences=2", "--set", "ssl.name=narrow_barlow",
+                   "--set", "ssl.options={lambda_offdiag: 0.01}") == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["config"]["ssl"] == {"name": "narrow_barlow", "proj_dim": 32, "pred_dim": 8,
+                                  "options": {"lambda_offdiag": 0.01}}
+
+
+def test_cli_never_clobbers_a_checkpoint_silently(tmp_path, fmnist_available, capsys):
+    two = ["--strategy", "finetune", "--set", "data.n_experiences=2"]
+    assert run_cli(tmp_path, *two, name="c") == 0
+    assert run_cli(tmp_path, *two, name="c") == 2
+    assert "already holds a run's checkpoint; pass --resume" in capsys.readouterr().err
+    assert run_cli(tmp_path, *two, "--resume", "--overwrite", name="c") == 2
+    assert "exclude each other" in capsys.readouterr().err
+    # resuming a finished run only reprints its table; --overwrite starts over
+    assert run_cli(tmp_path, *two, "--resume", name="c") == 0
+    assert "accuracy matrix [knn_ci]" in capsys.readouterr().out
+    assert run_cli(tmp_path, *two, "--overwrite", name="c") == 0
+
+
+def test_cli_reports_bad_set_key_and_value(capsys):
+    assert main(["run", "--set", "train.epochz=3"]) == 2
+    assert "unknown key 'train.epochz'" in capsys.readouterr().err
+    assert main(["run", "--set", "lump.alpha=-1"]) == 2
+    assert "lump.alpha=-1.0 is not accepted; accepted: a finite number > 0" in capsys.readouterr().err
+
+
+def test_console_script_lists_strategies_methods_and_keys():
+    out = subprocess.run([sys.executable, "-m", "avalanche_freeze.cli", "list"], capture_output=True, text=True)
+    assert out.returncode == 0
+    assert "lump_freeze" in out.stdout and "simsiam" in out.stdout and "lump.mem_size (256)" in out.stdout

@@ -1,0 +1,155 @@
+"""The configuration: nested sections, dotted overrides, deprecated flat keys, bad values and files."""
+
+import dataclasses
+import inspect
+import warnings
+from pathlib import Path
+
+import pytest
+
+from avalanche_freeze.config import DEPRECATED_KEYS, ConfigError, ExperimentConfig
+from avalanche_freeze.plugins import (
+    CaSSLePlugin,
+    CorrelationFreezePlugin,
+    DERPlugin,
+    LUMPPlugin,
+    SelfSupervisedEWCPlugin,
+    SIPlugin,
+)
+from avalanche_freeze.recipes import available_strategies, build_plugins, recipe_path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_sections_merge_defaults_files_and_dotted_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  epochs: 7\nlump:\n  mem_size: 64\n")
+    cfg = ExperimentConfig.from_sources(files=[config], overrides=["lump.alpha=0.2", "train.lr=3e-2",
+                                                                   "eval.probes=knn,linear"])
+    assert (cfg.train.epochs, cfg.lump.mem_size, cfg.lump.alpha, cfg.train.lr) == (7, 64, 0.2, 0.03)
+    assert cfg.eval.probes == ["knn", "linear"]
+    assert cfg.train.batch_size == 128 and cfg.freeze.tau == 0.9  # untouched keys keep their defaults
+    assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg  # to_dict round-trips
+
+
+def test_every_plugin_is_built_from_its_section_with_the_same_defaults():
+    """A plugin's constructor defaults are its section's defaults: one home per setting."""
+    pairs = [(LUMPPlugin, "lump"), (CorrelationFreezePlugin, "freeze"), (SIPlugin, "si"), (DERPlugin, "der"),
+             (CaSSLePlugin, "cassle"), (SelfSupervisedEWCPlugin, "ewc")]
+    cfg = ExperimentConfig()
+    for plugin_cls, section in pairs:
+        params = inspect.signature(plugin_cls).parameters
+        for f in dataclasses.fields(getattr(cfg, section)):
+            assert params[f.name].default == getattr(getattr(cfg, section), f.name), (section, f.name)
+    cfg = ExperimentConfig.from_sources(overrides=["strategy=lump_freeze", "freeze.representation=channel",
+                                                   "freeze.center=true", "lump.mem_size=17"])
+    plugins = build_plugins(cfg)
+    assert plugins["freeze"].representation == "channel" and plugins["freeze"].center is True
+    assert plugins["lump"].buffer.capacity == 17
+
+
+def test_deprecated_flat_keys_still_work_with_a_warning(tmp_path):
+    old = tmp_path / "old.yaml"
+    old.write_text("freeze_tau: 0.75\nssl: barlowtwins\nwandb: false\n")
+    with pytest.warns(FutureWarning, match="'freeze_tau' is deprecated; use 'freeze.tau'"):
+        cfg = ExperimentConfig.from_sources(files=[old], overrides=["lump_mem_size=32", "epochs=2"])
+    assert (cfg.freeze.tau, cfg.ssl.name, cfg.lump.mem_size, cfg.train.epochs) == (0.75, "barlowtwins", 32, 2)
+    assert set(DEPRECATED_KEYS.values()) <= set(ExperimentConfig.keys())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new keys do not warn
+        ExperimentConfig.from_sources(overrides=["freeze.tau=0.75", "ssl.name=barlowtwins"])
+
+
+def test_a_registered_ssl_method_is_accepted_by_name():
+    from avalanche_freeze.ssl import SimSiam, register_ssl_method
+
+    with pytest.raises(ConfigError, match="ssl.name='tiny_simsiam' is not accepted"):
+        ExperimentConfig.from_sources(overrides=["ssl.name=tiny_simsiam"])
+    register_ssl_method("tiny_simsiam", SimSiam)
+    assert ExperimentConfig.from_sources(overrides=["ssl.name=tiny_simsiam"]).ssl.name == "tiny_simsiam"
+
+
+BAD_CONFIGS = [
+    (["ssl.name=moco"], "ssl.name='moco' is not accepted; accepted: barlowtwins, byol, "),
+    (["strategy=ewc2"], "strategy='ewc2' is not accepted; accepted: finetune"),
+    (["data.benchmark=mnist"], "data.benchmark='mnist' is not accepted; accepted: fmnist, cifar10"),
+    (["train.epochs=0"], "train.epochs=0 is not accepted; accepted: an integer >= 1"),
+    (["train.epochs=two"], "train.epochs='two' is not accepted; accepted: an integer"),
+    (["train.batch_size=1"], "train.batch_size=1 is not accepted; accepted: an integer >= 2"),
+    (["train.lr=-0.1"], "train.lr=-0.1 is not accepted; accepted: a finite number > 0"),
+    (["train.lr=nan"], "train.lr=nan is not accepted; accepted: a finite number > 0"),
+    (["train.lr=fast"], "train.lr='fast' is not accepted; accepted: a number"),
+    (["model.width=0"], "model.width=0.0 is not accepted"),
+    (["model.width=inf"], "model.width=inf is not accepted"),
+    (["freeze.tau=1.5"], "freeze.tau=1.5 is not accepted; accepted: a finite number >= 0 and <= 1"),
+    (["freeze.measure=mi"], "freeze.measure='mi' is not accepted; accepted: subspace, cka"),
+    (["freeze.granularity=layer"], "freeze.granularity='layer' is not accepted; accepted: block, stage"),
+    (["freeze.representation=pixels"], "freeze.representation='pixels' is not accepted; accepted: flatten, channel"),
+    (["eval.probes=knn,svm"], "eval.probes=['knn', 'svm'] is not accepted"),
+    (["eval.probes=knn,knn"], "eval.probes=['knn', 'knn'] is not accepted; accepted: a non-empty list of distinct"),
+    (["device=tpu"], "device='tpu' is not accepted; accepted: cpu, cuda, cuda:N"),
+    (["unknown_key=1"], "--set: unknown key 'unknown_key'; accepted keys: strategy, seed"),
+    (["lump.memsize=1"], "--set: unknown key 'lump.memsize'"),
+    (["lump=3"], "lump=3 is not accepted; accepted: a mapping of lump.* keys"),
+    (["epochs"], "--set 'epochs' is not of the form key=value"),
+    (["data.shuffle_classes=maybe"], "data.shuffle_classes='maybe' is not accepted; accepted: true or false"),
+    (["data.root=/nonexistent/dir"], "data.root='/nonexistent/dir' is not accepted; accepted: an existing directory"),
+    (["data.max_train_per_task=0"], "data.max_train_per_task=0 is not accepted; accepted: an integer >= 1 or null"),
+    (["train.epochs=null"], "train.epochs=None is not accepted; accepted: an integer"),
+    (["health.on_nan=ignore"], "health.on_nan='ignore' is not accepted; accepted: stop, warn"),
+    (["lump.mem_size=-1"], "lump.mem_size=-1 is not accepted; accepted: an integer >= 0"),
+    (["lump.alpha=inf"], "lump.alpha=inf is not accepted"),
+    (["train.lr_schedule=step"], "train.lr_schedule='step' is not accepted; accepted: none, cosine"),
+    (["si.xi=0"], "si.xi=0.0 is not accepted; accepted: a finite number > 0"),
+    (["der.alpha=-0.5"], "der.alpha=-0.5 is not accepted; accepted: a finite number >= 0"),
+    (["cassle.lam=strong"], "cassle.lam='strong' is not accepted; accepted: a number"),
+    (["seed=-1"], "seed=-1 is not accepted; accepted: an integer >= 0"),
+    (["ssl.options.temperature=0.2"], "ssl.options.temperature=0.2 is not accepted; accepted: options of 'simsiam'"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=lambda v: v[0] if isinstance(v, list) else None)
+def test_bad_config_values(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_sources(overrides=overrides)
+    assert message in str(info.value)
+
+
+def test_bad_config_files(tmp_path):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("train: [1,\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        ExperimentConfig.from_sources(files=[bad_yaml])
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- epochs\n")
+    with pytest.raises(ConfigError, match="must contain a mapping"):
+        ExperimentConfig.from_sources(files=[listing])
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(ConfigError, match=r"config file '.*unknown.yaml': unknown key 'train.epoch'"):
+        ExperimentConfig.from_sources(files=[unknown])
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00epochs")
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        ExperimentConfig.from_sources(files=[binary])
+    with pytest.raises(ConfigError, match="does not exist"):
+        ExperimentConfig.from_sources(files=[tmp_path / "missing.yaml"])
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_experiment_configs_are_valid(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # shipped configs use the current keys
+        cfg = ExperimentConfig.from_sources(files=[path])
+    assert path.stem.startswith(cfg.data.benchmark)
+
+
+def test_every_registered_strategy_ships_its_recipe():
+    shipped = sorted(p.stem for p in (ROOT / "strategies").glob("*.yaml"))
+    assert sorted(available_strategies()) == shipped
+    for name in shipped:
+        path = recipe_path(name)
+        assert path is not None and path.name == f"{name}.yaml"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert ExperimentConfig.from_sources(files=[path]).strategy == name

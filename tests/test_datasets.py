@@ -1,0 +1,56 @@
+"""Datasets: clear errors for missing or malformed data, and the in-memory benchmark builder."""
+
+import pytest
+import torch
+
+from avalanche_freeze.benchmarks import DatasetError, ImageTensorDataset, benchmark_from_datasets, make_benchmark
+
+
+def test_bad_dataset_layouts(tmp_path):
+    with pytest.raises(DatasetError, match="cifar-10-batches-py/data_batch_1; expected layout"):
+        make_benchmark("cifar10", data_root=str(tmp_path))
+    with pytest.raises(DatasetError, match="needs data_root"):
+        make_benchmark("cifar100")
+    with pytest.raises(DatasetError, match="tiny-imagenet-200/wnids.txt"):
+        make_benchmark("tinyimagenet", data_root=str(tmp_path))
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(b"not a pickle")
+    with pytest.raises(DatasetError, match="data_batch_1 is corrupt"):
+        make_benchmark("cifar10", data_root=str(tmp_path))
+    fm = tmp_path / "fm"
+    fm.mkdir()
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (fm / stem).write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")  # claims 5 items, has 2
+    with pytest.raises(DatasetError, match="is truncated or corrupt"):
+        make_benchmark("fmnist", data_root=str(fm))
+    with pytest.raises(ValueError, match="unknown benchmark 'svhn'; accepted: fmnist"):
+        make_benchmark("svhn")
+    with pytest.raises(ValueError, match="n_experiences=3 must be >= 1 and divide"):
+        make_benchmark("fmnist", n_experiences=3)
+
+
+def test_missing_fmnist_everywhere_names_all_three_places(tmp_path, monkeypatch):
+    import avalanche_freeze.benchmarks as b
+
+    monkeypatch.setattr(b, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
+    with pytest.raises(b.DatasetError) as info:
+        b.make_benchmark("fmnist", data_root=str(tmp_path), download=False)
+    msg = str(info.value)
+    assert str(tmp_path) in msg and "nowhere" in msg and "torchvision download" in msg
+
+
+def test_benchmark_from_datasets_splits_classes_in_order():
+    images = torch.arange(60, dtype=torch.uint8).view(60, 1, 1, 1).expand(60, 1, 4, 4).contiguous()
+    data = ImageTensorDataset(images, [i % 6 for i in range(60)])
+    bench = benchmark_from_datasets(data, data, name="toy", n_experiences=3, class_order=[5, 4, 3, 2, 1, 0],
+                                    image_size=4, channels=1, mean=(0.5,), std=(0.5,))
+    classes = [sorted({int(y) for _, y, *_ in exp.dataset}) for exp in bench.benchmark.train_stream]
+    assert classes == [[4, 5], [2, 3], [0, 1]]
+    x, y = bench.benchmark.train_stream[0].dataset[0][:2]
+    assert x.dtype == torch.float32 and 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x[0, 0, 0]) == pytest.approx(int(y) / 255)  # images stay un-augmented, scaled to [0, 1]
+    with pytest.raises(ValueError, match="must be a permutation of 0..5"):
+        benchmark_from_datasets(data, data, name="toy", n_experiences=3, class_order=[0, 1, 2, 3, 4, 4],
+                                image_size=4, channels=1, mean=(0.5,), std=(0.5,))

@@ -19,7 +19,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 $(FMNIST):
 	@if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; \
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo apt-get install -y -qq dataset-fashion-mnist; \
-	else echo "Fashion-MNIST is not installed and this user cannot run apt-get: run 'sudo apt-get install dataset-fashion-mnist', or pass --set data_root=DIR with the four IDX files (torchvision will also try to download them)."; fi
+	else echo "Fashion-MNIST is not installed and this user cannot run apt-get: run 'sudo apt-get install dataset-fashion-mnist', or pass --set data.root=DIR with the four IDX files (torchvision will also try to download them)."; fi
 
 run: setup
 	$(VENV)/bin/avalanche-freeze run --strategy lump_freeze --config experiments/configs/fmnist.yaml --output runs/demo --overwrite $(ARGS)

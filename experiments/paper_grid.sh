@@ -3,7 +3,7 @@
 # Split CIFAR-10 / CIFAR-100 / Tiny-ImageNet from DATA_ROOT (torchvision layout), 3 seeds.
 # Every arm checkpoints after each task and is reused or resumed when this script is re-run.
 #
-#   DATA_ROOT=/data SSL=simsiam experiments/paper_grid.sh [extra --set key=value ...]
+#   DATA_ROOT=/data SSL=simsiam experiments/paper_grid.sh [extra --set section.key=value ...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DATA_ROOT:?set DATA_ROOT to the directory holding the datasets}"
@@ -11,10 +11,10 @@ SSL="${SSL:-simsiam}"
 PY="${PY:-.venv/bin/python}"
 for bench in cifar10 cifar100 tinyimagenet; do
   "$PY" experiments/compare_strategies.py \
-    --config "experiments/configs/$bench.yaml" --set "data_root=$DATA_ROOT" --set "ssl=$SSL" "$@" \
+    --config "experiments/configs/$bench.yaml" --set "data.root=$DATA_ROOT" --set "ssl.name=$SSL" "$@" \
     --strategies finetune si der cassle lump lump_freeze --seeds 0 1 2 \
     --output "runs/paper/$bench-$SSL"
   "$PY" experiments/bench_freeze.py --reuse \
-    --config "experiments/configs/$bench.yaml" --set "data_root=$DATA_ROOT" --set "ssl=$SSL" "$@" \
+    --config "experiments/configs/$bench.yaml" --set "data.root=$DATA_ROOT" --set "ssl.name=$SSL" "$@" \
     --output "runs/paper/$bench-$SSL"  # reuses the seed-0 LUMP arms above
 done

@@ -175,14 +175,11 @@ def test_ewc_importance_is_label_free_and_penalty_pulls_back(tiny_bench):
     # labels play no part: importances computed with every label replaced by -1 are identical
     x = torch.stack([exp.dataset[i][0] for i in range(64)])
     garbage = torch.utils.data.TensorDataset(x, torch.full((64,), -1), torch.zeros(64, dtype=torch.long))
-    plugin._strategy = s
     torch.manual_seed(1)
-    a = plugin.compute_importances(s.model, None, s.optimizer, garbage, s.device, 32)
+    a = plugin.ssl_importances(s, garbage, batch_size=32)
     torch.manual_seed(1)
-    b = plugin.compute_importances(s.model, None, s.optimizer,
-                                   torch.utils.data.TensorDataset(x, torch.arange(64), torch.zeros(64, dtype=torch.long)),
-                                   s.device, 32)
-    plugin._strategy = None
+    b = plugin.ssl_importances(s, torch.utils.data.TensorDataset(x, torch.arange(64), torch.zeros(64, dtype=torch.long)),
+                               batch_size=32)
     assert all(torch.equal(a[k].data, b[k].data) for k in a)
 
     # penalty = lambda * sum F (theta - theta*)^2, gradient 2 lambda F (theta - theta*)

@@ -86,6 +86,6 @@ def test_loss_decreases(name):
 
 
 def test_registry_rejects_unknown():
-    with pytest.raises(ValueError, match="unknown ssl method 'moco'; accepted: .*simsiam"):
+    with pytest.raises(ValueError, match="ssl='moco' is not accepted; accepted: .*simsiam"):
         create_ssl_method("moco", feature_dim=8)
     assert {"simsiam", "barlowtwins", "simclr", "byol", "vicreg"} <= set(available_ssl_methods())

@@ -120,16 +120,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     with Avalanche's supervised strategies whose model contains the backbone.
 
     Args:
-        measure: ``subspace`` (default) or ``cka``.
-        tau: score threshold a unit must reach to be frozen (0.9).
-        max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
-        granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
-        n_samples: samples of a task used to build bases and score units (256).
-        energy: subspace energy threshold ``eps`` (0.97).
-        representation: subspace only: ``flatten`` (each sample's output flattened,
-            default) or ``channel`` (channel vectors at every position).
-        center: subspace only: subtract the mean before building bases and scores (False).
-        warmup_epochs: ``cka`` only: epochs trained on a new task before scoring (1).
+        measure, tau, max_frozen_share, granularity, n_samples, energy, representation,
+            center, warmup_epochs: the options of :class:`FreezeConfig` (same defaults).
         seed: seed of the sample selection.
 
     Attributes:

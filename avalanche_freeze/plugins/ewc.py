@@ -71,10 +71,14 @@ class SelfSupervisedEWCPlugin(EWCPlugin):
 
     def compute_importances(self, model, criterion, optimizer, dataset, device, batch_size,
                             num_workers=0) -> Dict[str, ParamData]:
-        """Diagonal empirical Fisher of the SSL loss over ``dataset`` (labels are not read)."""
-        strategy = self._strategy
+        """Avalanche's importance hook: :meth:`ssl_importances` with the strategy being trained."""
+        return self.ssl_importances(self._strategy, dataset, batch_size=batch_size, num_workers=num_workers)
+
+    def ssl_importances(self, strategy, dataset, *, batch_size: int, num_workers: int = 0) -> Dict[str, ParamData]:
+        """Diagonal empirical Fisher of ``strategy``'s SSL loss over ``dataset`` (labels are not read)."""
         if not isinstance(strategy, SelfSupervisedState):
             raise TypeError("SelfSupervisedEWCPlugin needs a SelfSupervisedStrategy (it uses its augmentation and SSL loss)")
+        model, optimizer, device = strategy.model, strategy.optimizer, strategy.device
         importances = zerolike_params_dict(model)
         # a private generator keeps the importance pass off the global RNG's data order
         loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,

@@ -194,8 +194,8 @@ def _find_fmnist_dir(candidates: Sequence[Path]) -> Optional[Dict[str, Path]]:
 
 
 def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorDataset, ImageTensorDataset]:
-    candidates = [Path(data_root)] if data_root else []
-    candidates.append(DEBIAN_FASHION_MNIST)
+    # a data_root is used as given: no silent fallback to another copy
+    candidates = [Path(data_root)] if data_root else [DEBIAN_FASHION_MNIST]
     files = _find_fmnist_dir(candidates)
     tried_download = ""
     if files is None and download:
@@ -207,23 +207,45 @@ def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorD
             FashionMNIST(str(root), train=False, download=True)
             files = _find_fmnist_dir([root])
         except Exception as exc:  # network errors take many forms
-            tried_download = f" (download into {root} failed: {type(exc).__name__}: {exc})"
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            tried_download = f" (download into {root} failed: {type(exc).__name__}: {first_line})"
     if files is None:
+        where = (f"data_root={data_root!r} (missing there: {', '.join(_missing_fmnist_files(Path(data_root)))})"
+                 if data_root else
+                 f"{DEBIAN_FASHION_MNIST} (install it with `apt-get install dataset-fashion-mnist`, or set data.root)")
         raise DatasetError(
-            "Fashion-MNIST not found. Looked in: "
-            + (f"data_root={data_root!r}; " if data_root else "data_root (not set); ")
-            + f"{DEBIAN_FASHION_MNIST} (install it with `apt-get install dataset-fashion-mnist`); "
-            + "torchvision download" + (tried_download or " (disabled)")
+            f"Fashion-MNIST not found. Looked in {where}; torchvision download" + (tried_download or " (disabled)")
             + ". Expected " + BENCHMARKS["fmnist"].layout
         )
     arrays = {k: _read_idx(p) for k, p in files.items()}
     for split in ("train", "test"):
-        if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
-            raise DatasetError(f"{files[split + '_images']} and {files[split + '_labels']} have different lengths")
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        image_file, label_file = files[f"{split}_images"], files[f"{split}_labels"]
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise DatasetError(f"{image_file} holds images of shape {list(images.shape[1:])}; expected 28 x 28 "
+                               "(an IDX file of dimensions [N, 28, 28])")
+        if labels.ndim != 1:
+            raise DatasetError(f"{label_file} holds an array of shape {list(labels.shape)}; expected one label per image")
+        if len(images) != len(labels):
+            raise DatasetError(f"{image_file} and {label_file} have different lengths ({len(images)} vs {len(labels)})")
+        _check_labels(labels.tolist(), 10, label_file)
     return tuple(  # type: ignore[return-value]
         ImageTensorDataset(torch.from_numpy(arrays[f"{s}_images"].copy()).unsqueeze(1), arrays[f"{s}_labels"].tolist())
         for s in ("train", "test")
     )
+
+
+def _missing_fmnist_files(folder: Path) -> List[str]:
+    return [stem + "[.gz]" for stem in FMNIST_FILES.values()
+            if not any((d / name).is_file() for d in (folder, folder / "FashionMNIST" / "raw")
+                       for name in (stem, stem + ".gz"))]
+
+
+def _check_labels(labels: Sequence[int], num_classes: int, source: Path) -> None:
+    """Every label in ``0..num_classes-1`` (a :class:`DatasetError` naming the file and label otherwise)."""
+    bad = next((y for y in labels if not 0 <= y < num_classes), None)
+    if bad is not None:
+        raise DatasetError(f"{source} holds label {bad}; expected labels 0..{num_classes - 1}")
 
 
 def _load_cifar(name: str, data_root: Optional[str]) -> Tuple[ImageTensorDataset, ImageTensorDataset]:
@@ -246,6 +268,9 @@ def _load_cifar(name: str, data_root: Optional[str]) -> Tuple[ImageTensorDataset
                 lab = entry["labels"] if "labels" in entry else entry["fine_labels"]
             except Exception as exc:
                 raise DatasetError(f"{path} is corrupt or not a CIFAR batch file: {exc}") from exc
+            if len(lab) != len(data):
+                raise DatasetError(f"{path} holds {len(data)} images but {len(lab)} labels")
+            _check_labels(list(lab), spec.num_classes, path)
             images.append(data)
             labels.extend(lab)
         out.append(ImageTensorDataset(torch.from_numpy(np.concatenate(images)), labels))
@@ -265,6 +290,8 @@ def _load_tinyimagenet(data_root: Optional[str], num_classes: int) -> Tuple[Imag
         if not p.exists():
             raise DatasetError(f"missing {p}; expected layout: {spec.layout}")
     wnids = sorted(w.strip() for w in wnids_file.read_text().split() if w.strip())[:num_classes]
+    if len(wnids) < num_classes:
+        raise DatasetError(f"{wnids_file} lists {len(wnids)} classes; the benchmark needs {num_classes}")
     index = {w: i for i, w in enumerate(wnids)}
 
     def load(paths_labels: List[Tuple[Path, int]]) -> ImageTensorDataset:
@@ -363,6 +390,20 @@ def make_benchmark(
         train, test = _load_tinyimagenet(data_root, n_cls)
 
     cls_per_task = n_cls // n_exp
+    where = data_root or str(DEBIAN_FASHION_MNIST)
+    for split, ds in (("training", train), ("test", test)):
+        present = set(ds.targets)
+        missing = [c for c in range(n_cls) if c not in present]
+        if missing:
+            raise DatasetError(f"the {split} set of {key!r} in {where} has no image of class {missing[0]}"
+                               f"{f' (nor of {len(missing) - 1} other classes)' if len(missing) > 1 else ''}; "
+                               f"every class 0..{n_cls - 1} is needed")
+    if max_train_per_task is not None and max_train_per_task < 2 * cls_per_task:
+        raise not_accepted("max_train_per_task", max_train_per_task,
+                           f"null or at least {2 * cls_per_task} (two images of each of the {cls_per_task} classes "
+                           "of a task: BatchNorm needs two samples)")
+    if max_test_per_task is not None and max_test_per_task < cls_per_task:
+        raise not_accepted("max_test_per_task", max_test_per_task, f"null or at least {cls_per_task} (one image per class)")
     rng = random.Random(seed)
     train = _subsample(train, None if max_train_per_task is None else max(1, max_train_per_task // cls_per_task), rng)
     test = _subsample(test, None if max_test_per_task is None else max(1, max_test_per_task // cls_per_task), rng)

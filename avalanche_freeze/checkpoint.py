@@ -23,58 +23,87 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Sequence
 
 import torch
 
 from .protocols import ModelExtension, StatefulPlugin
 
-__all__ = ["CHECKPOINT_NAME", "CheckpointError", "load_checkpoint", "restore_strategy_state", "save_checkpoint",
-           "strategy_state"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_write", "load_checkpoint",
+           "restore_strategy_state", "save_checkpoint", "strategy_state"]
+
+#: Sections of :func:`strategy_state`.
+STRATEGY_SECTIONS = ("model", "optimizer", "optimizer_params", "clock", "probe_evaluator", "plugins")
 
 CHECKPOINT_NAME = "checkpoint.pt"
+#: Version of the checkpoint file format (1: 0.1's two files, checkpoint.pt + checkpoint.sha256).
+CHECKPOINT_FORMAT = 2
+_MAGIC = b"avalanche-freeze checkpoint\n"
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or does not match the run."""
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that, whenever the process dies, ``path`` holds either
+    its previous complete content or the new one (temporary file, fsync, rename, fsync of the folder)."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def save_checkpoint(state: Dict[str, Any], directory: Path) -> Path:
-    """Write ``state`` to ``directory/checkpoint.pt`` atomically, with a SHA-256 sidecar."""
+    """Write ``state`` to ``directory/checkpoint.pt`` atomically: one file holding a header (format
+    version and the payload's SHA-256) and the payload, replacing the previous checkpoint only
+    once complete."""
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
     data = buf.getvalue()
+    header = _MAGIC + f"format {CHECKPOINT_FORMAT}\nsha256 {hashlib.sha256(data).hexdigest()}\n".encode()
     path = directory / CHECKPOINT_NAME
-    for target, payload in ((path, data), (path.with_suffix(".sha256"), _digest(data).encode())):
-        tmp = target.with_name(target.name + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+    atomic_write(path, header + data)
     return path
 
 
-def load_checkpoint(directory: Path) -> Dict[str, Any]:
-    """Read and verify ``directory/checkpoint.pt`` (raises :class:`CheckpointError`)."""
+def load_checkpoint(directory: Path, *, required: Sequence[str] = ()) -> Dict[str, Any]:
+    """Read and verify ``directory/checkpoint.pt``; ``required``: top-level keys it must hold.
+
+    Raises:
+        CheckpointError: missing, written by another format, corrupt, unreadable or incomplete.
+    """
     path = directory / CHECKPOINT_NAME
-    sidecar = path.with_suffix(".sha256")
     if not path.is_file():
         raise CheckpointError(f"no checkpoint to resume from: {path} does not exist")
-    if not sidecar.is_file():
-        raise CheckpointError(f"checkpoint {path} has no checksum file {sidecar.name}; refusing to load it")
-    data = path.read_bytes()
-    if _digest(data) != sidecar.read_text().strip():
+    raw = path.read_bytes()
+    if not raw.startswith(_MAGIC):
+        old = " (format 1, written by avalanche-freeze 0.1)" if path.with_suffix(".sha256").is_file() else ""
+        raise CheckpointError(f"{path} is not a checkpoint of this version{old}; refusing to load it "
+                              "(start over with --overwrite)")
+    lines = raw[len(_MAGIC):].split(b"\n", 2)
+    if len(lines) != 3 or lines[0] != f"format {CHECKPOINT_FORMAT}".encode() or not lines[1].startswith(b"sha256 "):
+        found = lines[0].decode(errors="replace") if lines else "?"
+        raise CheckpointError(f"checkpoint {path} has format {found!r}; this version reads format {CHECKPOINT_FORMAT}")
+    data = lines[2]
+    if hashlib.sha256(data).hexdigest().encode() != lines[1][len(b"sha256 "):]:
         raise CheckpointError(f"checkpoint {path} is corrupt (SHA-256 mismatch); refusing to load it")
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete: it lacks {', '.join(missing)}")
+    return state
 
 
 # ------------------------------------------------------------- strategy state
@@ -93,13 +122,23 @@ def strategy_state(strategy, plugins: Mapping[str, Any]) -> Dict[str, Any]:
 
 def restore_strategy_state(strategy, plugins: Mapping[str, Any], state: Dict[str, Any]) -> None:
     """Put a :func:`strategy_state` back into a freshly built ``strategy`` with the same plugins."""
+    missing = [k for k in STRATEGY_SECTIONS if k not in state]
+    if missing:
+        raise CheckpointError(f"the checkpoint's strategy state is incomplete: it lacks {', '.join(missing)}")
+    missing = sorted(set(state["plugins"]) - set(plugins))
+    if missing:
+        raise CheckpointError(f"the checkpoint holds state of plugin(s) {', '.join(missing)} that this run does not have")
+    try:
+        _restore(strategy, plugins, state)
+    except (KeyError, IndexError, RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint does not fit this run ({type(exc).__name__}: {exc})") from exc
+
+
+def _restore(strategy, plugins: Mapping[str, Any], state: Dict[str, Any]) -> None:
     for plugin in plugins.values():  # modules plugins add to the model must exist before its weights load
         if isinstance(plugin, ModelExtension):
             plugin.attach(strategy)
     strategy.model.load_state_dict(state["model"])
-    missing = sorted(set(state["plugins"]) - set(plugins))
-    if missing:
-        raise CheckpointError(f"the checkpoint holds state of plugin(s) {', '.join(missing)} that this run does not have")
     for name, plugin_state in state["plugins"].items():
         plugins[name].load_state_dict(plugin_state, device=strategy.device, backbone=strategy.backbone)
     # the optimizer holds exactly the parameters it held when saved (Avalanche's first

@@ -1,9 +1,18 @@
-"""Command line: ``avalanche-freeze run [--config FILE] [--strategy NAME] [--set key=value ...]``."""
+"""Command line: ``avalanche-freeze run [--config FILE] [--strategy NAME] [--set key=value ...]``.
+
+Exit codes: 0 success; 1 a run that could not start or finish (data, checkpoint, health,
+a locked output directory); 2 a configuration or usage error; 130 / 143 interrupted by
+SIGINT / SIGTERM (the last completed task is checkpointed; ``--resume`` continues).
+A user error prints one line; ``--debug`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import List, Optional
 
@@ -12,24 +21,85 @@ from .recipes import available_strategies, recipe_path
 
 __all__ = ["main"]
 
+PROG = "avalanche-freeze"
+
+
+class Interrupted(Exception):
+    """The run received SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="avalanche-freeze", description=__doc__)
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one experiment and print its results table")
     run.add_argument("--config", action="append", default=[], type=Path,
                      help="YAML config file (repeatable; later files win)")
-    run.add_argument("--strategy", choices=available_strategies(), help="strategy recipe (loads strategies/NAME.yaml)")
+    run.add_argument("--strategy", choices=available_strategies(), help="strategy recipe (loads its NAME.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, dotted (e.g. lump.mem_size=512; repeatable)")
     run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     run.add_argument("--overwrite", action="store_true",
-                     help="start over even if --output holds a checkpoint (it is replaced)")
+                     help="start over even if --output holds a run (its checkpoint and results are removed)")
     run.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline unless logged in)")
     run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
+    run.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub.add_parser("list", help="list strategies, SSL methods and config keys with their defaults")
     return p
+
+
+def _error(message: str, code: int) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return code
+
+
+def _configuration(args) -> ExperimentConfig:
+    files: List[Path] = []
+    overrides = list(args.overrides)
+    if args.strategy:
+        chosen = [o.split("=", 1)[1].strip() for o in overrides if o.split("=", 1)[0].strip() == "strategy"]
+        if any(c != args.strategy for c in chosen):
+            raise ConfigError(f"--strategy {args.strategy} and --set strategy={chosen[-1]} disagree; give one of them")
+        path = recipe_path(args.strategy)
+        if path is not None:
+            files.append(path)
+    files.extend(args.config)
+    if args.strategy:
+        overrides.append(f"strategy={args.strategy}")
+    if args.wandb:
+        overrides.append("wandb.enabled=true")
+    return ExperimentConfig.from_sources(files=files, overrides=overrides)
+
+
+def _check_output(args) -> Optional[str]:
+    """Why ``--output`` cannot be used as asked (``None`` when it can)."""
+    from .checkpoint import CHECKPOINT_NAME
+
+    output: Path = args.output
+    if not str(output).strip() or str(output) in (".", "./"):
+        return "--output must name a directory for this run (not the current directory)"
+    if output.exists() and not output.is_dir():
+        return f"--output {output} is a file, not a directory"
+    blocker = next((p for p in output.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        return f"--output {output}: {blocker} is a file, not a directory"
+    if args.resume and not (output / CHECKPOINT_NAME).is_file():
+        return f"--resume: {output} holds no checkpoint ({output / CHECKPOINT_NAME} does not exist)"
+    if not args.resume and not args.overwrite and (output / CHECKPOINT_NAME).is_file():
+        return (f"{output} already holds a run's checkpoint; pass --resume to continue it, --overwrite to start "
+                "over, or another --output")
+    probe = output if output.is_dir() else next((p for p in output.parents if p.exists()), Path("."))
+    if not os.access(probe, os.W_OK):
+        return f"--output {output}: cannot write in {probe}"
+    return None
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signum)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -44,54 +114,72 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"  {key} ({value!r})")
         return 0
     if args.resume and args.overwrite:
-        print("avalanche-freeze: error: --resume and --overwrite exclude each other", file=sys.stderr)
-        return 2
-    from .checkpoint import CHECKPOINT_NAME
-
-    if not args.resume and not args.overwrite and (args.output / CHECKPOINT_NAME).is_file():
-        print(f"avalanche-freeze: error: {args.output} already holds a run's checkpoint; pass --resume to "
-              "continue it, --overwrite to start over, or another --output", file=sys.stderr)
-        return 2
+        return _error("--resume and --overwrite exclude each other", 2)
     try:
-        files = []
-        base = {}
-        if args.strategy:
-            base["strategy"] = args.strategy
-            path = recipe_path(args.strategy)
-            if path is not None:
-                files.append(path)
-        files.extend(args.config)
-        overrides = list(args.overrides)
-        if args.strategy:
-            overrides.append(f"strategy={args.strategy}")
-        if args.wandb:
-            overrides.append("wandb.enabled=true")
-        cfg = ExperimentConfig.from_sources(files=files, overrides=overrides, base=base)
+        cfg = _configuration(args)
     except ConfigError as exc:
-        print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
-        return 2
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 2)
+    problem = _check_output(args)
+    if problem:
+        return _error(problem, 2)
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(args, cfg)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
+
+def _run(args, cfg: ExperimentConfig) -> int:
     from .benchmarks import DatasetError
-    from .checkpoint import CheckpointError
-    from .experiment import run_experiment
-    from .results import format_results_table
+    from .checkpoint import CHECKPOINT_NAME, CheckpointError
+    from .experiment import ExperimentRun
     from .health import TrainingHealthError
+    from .output_lock import OutputLock, OutputLockedError
+    from .results import format_results_table
     from .wandb_logging import make_wandb_logger
 
+    run = None
+    wandb_logger = None
     try:
-        wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb.enabled else None
-        loggers = [wandb_logger] if wandb_logger is not None else []
-        try:
-            results = run_experiment(cfg, args.output, resume=args.resume, verbose=not args.quiet,
-                                     extra_loggers=loggers)
+        with OutputLock(args.output):
+            if args.overwrite:  # nothing of the previous run may be mistaken for this one's
+                for name in (CHECKPOINT_NAME, "results.json"):
+                    (args.output / name).unlink(missing_ok=True)
+            wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb.enabled else None
+            run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet,
+                                      extra_loggers=[wandb_logger] if wandb_logger is not None else [])
+            if args.resume:
+                run.restore()
+            results = run.run()
             if wandb_logger is not None:
                 wandb_logger.log_results(results)
-        finally:
-            if wandb_logger is not None:
-                wandb_logger.finish()
-    except (DatasetError, CheckpointError, TrainingHealthError, ValueError) as exc:
-        print(f"avalanche-freeze: error: {exc}", file=sys.stderr)
-        return 1
+    except Interrupted as exc:
+        done = run.next_task if run is not None else 0
+        if done:
+            saved = (f"tasks 0-{done - 1} are checkpointed in {args.output}; continue with the same command and "
+                     "--resume (instead of --overwrite)")
+        else:
+            saved = "no task was completed, so nothing is saved; run the command again to start over"
+        print(f"\n{PROG}: interrupted by {exc} during task {done}: {saved}", file=sys.stderr)
+        return 128 + exc.signum
+    except ConfigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 2)
+    except (DatasetError, CheckpointError, TrainingHealthError, OutputLockedError, OSError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 1)
+    except Exception as exc:  # anything else is a bug: one line, the traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        return _error(f"{type(exc).__name__}: {exc} (run again with --debug for the traceback)", 1)
+    finally:
+        if wandb_logger is not None:
+            wandb_logger.finish()
     print()
     print(format_results_table(results))
     print(f"\nresults written to {args.output / 'results.json'}")

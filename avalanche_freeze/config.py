@@ -120,13 +120,19 @@ class ExperimentConfig:
     wandb: WandBConfig = field(default_factory=WandBConfig)
 
     def __post_init__(self) -> None:
-        from .recipes import available_strategies
+        from .recipes import available_strategies, strategy_components
 
         check_choice("strategy", self.strategy, available_strategies())
-        check_number("seed", self.seed, at_least=0, integer=True)
+        check_number("seed", self.seed, at_least=0, at_most=2**32 - 1, integer=True)
         check_number("num_workers", self.num_workers, at_least=0, integer=True)
         if not (self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise not_accepted("device", self.device, "cpu, cuda, cuda:N")
+        freeze = self.freeze
+        if ("freeze" in strategy_components(self.strategy) and freeze.measure == "cka"
+                and freeze.warmup_epochs >= self.train.epochs):
+            raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
+                               f"fewer than train.epochs={self.train.epochs} (CKA scores after the warm-up epochs; "
+                               "with as many, it would never decide)")
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -277,7 +283,7 @@ def _parse_override(item: str) -> Dict[str, Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {exc}", key=key) from exc
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}: {_yaml_problem(exc)}", key=key) from None
     return {key: value}
 
 
@@ -296,16 +302,38 @@ def _instantiate(cls: type, conf: DictConfig) -> "ExperimentConfig":
     return cls(**sections)
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error in one line: what is wrong and where."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+    return problem + (f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else "")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that repeats a key (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Dict[str, Any]:
     """Read a YAML mapping (raises :class:`ConfigError` on a missing or malformed file)."""
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a directory; pass a YAML file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {_yaml_problem(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

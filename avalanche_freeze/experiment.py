@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import json
-import os
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -31,21 +31,67 @@ from .benchmarks import SSLBenchmark, make_benchmark
 from .checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
+    atomic_write,
     load_checkpoint,
     restore_strategy_state,
     save_checkpoint,
     strategy_state,
 )
-from .config import ExperimentConfig, flatten
+from .config import ConfigError, ExperimentConfig, flatten
 from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
+from .output_lock import OutputLock
 from .probes import make_probe
 from .recipes import build_plugins
 from .results import RunResults, format_results_table
 from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
 
-__all__ = ["ExperimentRun", "format_results_table", "run_experiment", "run_or_reuse"]
+__all__ = ["RESULT_NEUTRAL_KEYS", "ExperimentRun", "config_differences", "format_results_table", "run_experiment",
+           "run_or_reuse", "same_results"]
+
+#: Configuration keys that do not change a run's results: a run may be resumed or reused with
+#: other values of these (logging, evaluation batch size, dataloader workers).
+RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_timeout", "eval.mb_size", "num_workers"})
+
+
+def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
+    """The dotted keys whose values differ between two configuration dicts, neutral keys aside."""
+    fa, fb = flatten(a), flatten(b)
+    return sorted(k for k in set(fa) | set(fb) if k not in RESULT_NEUTRAL_KEYS and fa.get(k) != fb.get(k))
+
+
+def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
+    """Whether two configuration dicts give the same results (they differ only in neutral keys)."""
+    return not config_differences(a, b)
+
+
+def _check_memory(cfg: ExperimentConfig, in_channels: int) -> None:
+    """Refuse a backbone whose training state cannot fit in the device's free memory."""
+    with torch.device("meta"):
+        n_params = sum(p.numel() for p in CifarResNet18(width=cfg.model.width, in_channels=in_channels).parameters())
+    needed = 4 * 4 * n_params  # fp32 weights, gradients, momentum and a copy (BYOL's target, CaSSLe's teacher)
+    if cfg.device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(cfg.device))
+    else:
+        import psutil
+
+        free = psutil.virtual_memory().available
+    if needed > free:
+        raise ValueError(f"model.width={cfg.model.width} gives a backbone of {n_params / 1e6:.0f}M parameters whose "
+                         f"training state needs about {needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB "
+                         f"free on {cfg.device}; accepted: a smaller model.width")
+
+
+def _finite_or_none(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by ``None`` (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
 
 
 @dataclass
@@ -69,16 +115,21 @@ class ExperimentRun:
         if cfg.device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r} but CUDA is not available here; accepted: cpu")
         data = cfg.data
-        bench = make_benchmark(
-            data.benchmark, data_root=data.root, n_experiences=data.n_experiences,
-            shuffle_classes=data.shuffle_classes, seed=cfg.seed,
-            max_train_per_task=data.max_train_per_task, max_test_per_task=data.max_test_per_task,
-        )
+        try:
+            bench = make_benchmark(
+                data.benchmark, data_root=data.root, n_experiences=data.n_experiences,
+                shuffle_classes=data.shuffle_classes, seed=cfg.seed,
+                max_train_per_task=data.max_train_per_task, max_test_per_task=data.max_test_per_task,
+            )
+        except ConfigError as exc:
+            raise exc.within("data") from None
+        _check_memory(cfg, bench.in_channels)
         backbone = CifarResNet18(width=cfg.model.width, in_channels=bench.in_channels)
         plugins = build_plugins(cfg)
         efficiency = EfficiencyMetrics(count_every=cfg.metrics.flops_every)
         output_dir.mkdir(parents=True, exist_ok=True)
-        loggers: list = [TextLogger(open(output_dir / "log.txt", "a"))]
+        # line-buffered: a killed run's log holds every line written before the kill
+        loggers: list = [TextLogger(open(output_dir / "log.txt", "a", buffering=1, encoding="utf-8"))]
         if verbose:
             loggers.append(InteractiveLogger())
         loggers.extend(extra_loggers or [])
@@ -122,10 +173,9 @@ class ExperimentRun:
 
     def restore(self) -> None:
         """Continue from the checkpoint in the output directory (same configuration required)."""
-        state = load_checkpoint(self.output_dir)
-        saved, current = flatten(state["config"]), flatten(self.cfg.to_dict())
-        if saved != current:
-            diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        state = load_checkpoint(self.output_dir, required=("config", "next_task", "strategy", "rng", "results"))
+        diff = config_differences(state["config"], self.cfg.to_dict())
+        if diff:
             raise CheckpointError(
                 f"checkpoint in {self.output_dir} was written with a different configuration "
                 f"(keys {', '.join(diff)}); resume with the same config and --set values"
@@ -137,7 +187,12 @@ class ExperimentRun:
 
     # ----------------------------------------------------------------- run
     def run(self, *, stop_after: Optional[int] = None) -> Dict[str, Any]:
-        """Train the remaining tasks (``stop_after``: train at most this many, for tests)."""
+        """Train the remaining tasks (``stop_after``: train at most this many, for tests), holding
+        the output directory's lock (:class:`~avalanche_freeze.output_lock.OutputLock`)."""
+        with OutputLock(self.output_dir):
+            return self._run(stop_after)
+
+    def _run(self, stop_after: Optional[int]) -> Dict[str, Any]:
         bench = self.benchmark.benchmark
         n_tasks = len(bench.train_stream)
         done = 0
@@ -160,9 +215,8 @@ class ExperimentRun:
 
     def _write_results(self) -> None:
         data = self.results.finalise()
-        tmp = self.output_dir / "results.json.tmp"
-        tmp.write_text(json.dumps(data, indent=2))
-        os.replace(tmp, self.output_dir / "results.json")
+        text = json.dumps(_finite_or_none(data), indent=2, allow_nan=False)
+        atomic_write(self.output_dir / "results.json", text.encode())
 
 
 def run_experiment(cfg: ExperimentConfig, output_dir: Path, *, resume: bool = False, verbose: bool = True,
@@ -181,7 +235,7 @@ def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = Fal
     done = output_dir / "results.json"
     if done.is_file():
         results = json.loads(done.read_text())
-        if results["config"] == cfg.to_dict():
+        if same_results(results["config"], cfg.to_dict()):
             return results
     run = ExperimentRun.build(cfg, output_dir, verbose=verbose)
     if (output_dir / CHECKPOINT_NAME).is_file():

@@ -40,7 +40,8 @@ class TrainingHealthError(RuntimeError):
 
 
 class TrainingHealthPlugin(SupervisedPlugin):
-    """Stop (or warn) when the loss is not finite or the representation collapses.
+    """Stop (or warn) when the loss is not finite, a weight is not finite at the end of a task
+    (before evaluation and checkpointing), or the representation collapses.
 
     Collapse is measured as in SimSiam's paper: the mean over dimensions of the
     per-dimension standard deviation of the L2-normalised features of the last
@@ -73,8 +74,17 @@ class TrainingHealthPlugin(SupervisedPlugin):
         if not bool(torch.isfinite(loss).all()):
             self._fail(
                 f"non-finite loss ({float(loss.detach().flatten()[0])}) at {self._where(strategy)}: "
-                "lower lr or check the data; set on_nan=warn to continue anyway"
+                "lower lr or check the data; set health.on_nan=warn to continue anyway"
             )
+
+    @torch.no_grad()
+    def after_training_exp(self, strategy, **kwargs):
+        """Before the task is evaluated or checkpointed: every weight must be finite."""
+        bad = [name for name, p in strategy.model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            exp = strategy.experience.current_experience if strategy.experience is not None else "?"
+            self._fail(f"non-finite weights after task {exp} in {len(bad)} parameter tensor(s), e.g. {bad[0]}: "
+                       "lower lr or check the data; set health.on_nan=warn to continue anyway")
 
     @torch.no_grad()
     def after_training_epoch(self, strategy, **kwargs):

@@ -57,7 +57,9 @@ class KNNProbe(Probe):
     """Weighted k-nearest-neighbour classifier on L2-normalised features (LUMP's kNN).
 
     The score of class ``c`` for a query ``q`` is ``sum over the k most similar bank
-    samples b with label c of exp(cos(q, b) / temperature)``.
+    samples b with label c of exp((cos(q, b) - m) / temperature)``, with ``m`` the largest
+    similarity of ``q`` to the bank: LUMP's weighted vote, scaled per query so that no
+    temperature overflows.
 
     Args:
         k: neighbours (200); capped only by the bank size.
@@ -93,8 +95,9 @@ class KNNProbe(Probe):
         query = F.normalize(features.float().to(self.bank.device), dim=1)
         out = []
         for chunk in query.split(self.chunk_size):
-            sim, idx = (chunk @ self.bank.T).topk(k, dim=1)
-            weights = (sim / self.temperature).exp()
+            sim, idx = (chunk @ self.bank.T).topk(k, dim=1)  # sorted: the first is the largest
+            # exp((sim - max) / T): the same votes up to a factor per query, without overflow at small T
+            weights = ((sim - sim[:, :1]) / self.temperature).exp()
             scores = torch.zeros(len(chunk), self.num_classes, device=chunk.device)
             scores.scatter_add_(1, self.bank_labels[idx], weights)
             out.append(scores)

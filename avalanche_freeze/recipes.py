@@ -104,7 +104,8 @@ def recipe_path(name: str) -> Optional[Path]:
 
 
 def build_plugins(cfg: "ExperimentConfig") -> Dict[str, Any]:
-    """The configured recipe's plugins by component name, plus the training-health plugin."""
-    plugins = {name: COMPONENTS[name](cfg) for name in strategy_components(cfg.strategy)}
-    plugins["health"] = TrainingHealthPlugin(**_options(cfg.health))
+    """The training-health plugin (first, so that its end-of-task weight check runs before other
+    plugins use the weights), then the configured recipe's plugins, by component name."""
+    plugins = {"health": TrainingHealthPlugin(**_options(cfg.health))}
+    plugins.update((name, COMPONENTS[name](cfg)) for name in strategy_components(cfg.strategy))
     return plugins

@@ -47,6 +47,10 @@ def not_accepted(key: str, value: Any, accepted: str) -> ConfigError:
     return ConfigError(f"{key}={value!r} is not accepted; accepted: {accepted}", key=key)
 
 
+def _bound(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def check_choice(key: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` if it is one of ``choices``; raises :class:`ConfigError` otherwise."""
     choices = list(choices)
@@ -77,15 +81,8 @@ def check_number(
     """
     if value is None and optional:
         return value
-    parts = []
-    if at_least is not None:
-        parts.append(f">= {at_least:g}")
-    if above is not None:
-        parts.append(f"> {above:g}")
-    if at_most is not None:
-        parts.append(f"<= {at_most:g}")
-    if below is not None:
-        parts.append(f"< {below:g}")
+    parts = [f"{sign} {_bound(b)}" for sign, b in ((">=", at_least), (">", above), ("<=", at_most), ("<", below))
+             if b is not None]
     kind = "an integer" if integer else "a finite number"
     accepted = f"{kind}{' ' + ' and '.join(parts) if parts else ''}{' or null' if optional else ''}"
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not isinstance(value, int)):

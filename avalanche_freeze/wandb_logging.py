@@ -12,6 +12,7 @@ as W&B tables.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
@@ -21,6 +22,8 @@ from avalanche.logging import WandBLogger
 from matplotlib.figure import Figure
 from PIL.Image import Image
 from torch import Tensor
+
+from .validation import check_number
 
 __all__ = ["SSLWandBLogger", "WandBConfig", "make_wandb_logger"]
 
@@ -32,10 +35,15 @@ class WandBConfig:
     Attributes:
         enabled: log the run to Weights & Biases (offline unless logged in; the CLI's ``--wandb``).
         project: the W&B project ("avalanche-freeze").
+        init_timeout: seconds to wait for W&B's server before logging offline instead (60).
     """
 
     enabled: bool = False
     project: str = "avalanche-freeze"
+    init_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_number("init_timeout", self.init_timeout, above=0)
 
 
 class SSLWandBLogger(WandBLogger):
@@ -98,10 +106,24 @@ class SSLWandBLogger(WandBLogger):
 
 
 def make_wandb_logger(cfg, output: Path) -> SSLWandBLogger:
-    """The logger of one CLI run: offline unless logged in, run name from benchmark/ssl/strategy/seed."""
+    """The logger of one CLI run: offline unless logged in, run name from benchmark/ssl/strategy/seed.
+
+    When logged in but W&B cannot be reached within ``wandb.init_timeout`` seconds, the run
+    logs offline instead (with a message on stderr), to be synced later.
+    """
+    import wandb
+
     if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
         os.environ.setdefault("WANDB_MODE", "offline")
     output.mkdir(parents=True, exist_ok=True)
-    return SSLWandBLogger(project_name=cfg.wandb.project,
-                          run_name=f"{cfg.data.benchmark}-{cfg.ssl.name}-{cfg.strategy}-s{cfg.seed}",
-                          config=cfg.to_dict(), dir=str(output))
+    options = {"project_name": cfg.wandb.project, "config": cfg.to_dict(), "dir": str(output),
+               "run_name": f"{cfg.data.benchmark}-{cfg.ssl.name}-{cfg.strategy}-s{cfg.seed}"}
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return SSLWandBLogger(**options)
+    try:
+        return SSLWandBLogger(**options, params={"settings": wandb.Settings(init_timeout=cfg.wandb.init_timeout)})
+    except Exception as exc:  # network and authentication errors take many forms
+        print(f"avalanche-freeze: W&B could not be reached ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+              f"logging offline to {output / 'wandb'} (sync later with `wandb sync`)", file=sys.stderr)
+        os.environ["WANDB_MODE"] = "offline"
+        return SSLWandBLogger(**options, params={"mode": "offline"})

@@ -31,14 +31,58 @@ def test_bad_dataset_layouts(tmp_path):
         make_benchmark("fmnist", n_experiences=3)
 
 
-def test_missing_fmnist_everywhere_names_all_three_places(tmp_path, monkeypatch):
+def test_missing_fmnist_names_where_it_looked(tmp_path, monkeypatch):
     import avalanche_freeze.benchmarks as b
 
     monkeypatch.setattr(b, "DEBIAN_FASHION_MNIST", tmp_path / "nowhere")
     with pytest.raises(b.DatasetError) as info:
-        b.make_benchmark("fmnist", data_root=str(tmp_path), download=False)
+        b.make_benchmark("fmnist", download=False)
+    assert "nowhere" in str(info.value) and "apt-get install dataset-fashion-mnist" in str(info.value)
+    # a data_root is used as given: no fallback to the system copy, and the missing files are named
+    write_fmnist(tmp_path / "partial", labels=list(range(10)) * 2, skip="t10k-labels-idx1-ubyte")
+    with pytest.raises(b.DatasetError) as info:
+        b.make_benchmark("fmnist", data_root=str(tmp_path / "partial"), download=False)
     msg = str(info.value)
-    assert str(tmp_path) in msg and "nowhere" in msg and "torchvision download" in msg
+    assert "partial" in msg and "missing there: t10k-labels-idx1-ubyte[.gz]" in msg and "nowhere" not in msg
+
+
+def write_fmnist(folder, *, labels, shape=(28, 28), skip=None):
+    """Four IDX files of random images with the given labels (train and test alike)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(0).integers(0, 256, (len(labels), *shape), dtype=np.uint8)
+
+    def idx(array):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        return header + array.tobytes()
+
+    for split in ("train", "t10k"):
+        for kind, array in (("images-idx3", images), ("labels-idx1", np.asarray(labels, dtype=np.uint8))):
+            name = f"{split}-{kind}-ubyte"
+            if name != skip:
+                (folder / name).write_bytes(idx(array))
+    return folder
+
+
+@pytest.mark.parametrize("labels,shape,message", [
+    ([c % 10 for c in range(20)] + [12], (28, 28), "holds label 12; expected labels 0..9"),
+    ([c % 9 for c in range(20)], (28, 28), "has no image of class 9"),
+    ([c % 10 for c in range(20)], (784,), "holds images of shape [784]; expected 28 x 28"),
+])
+def test_fmnist_content_is_checked_on_load(tmp_path, labels, shape, message):
+    folder = write_fmnist(tmp_path / "fm", labels=labels, shape=shape)
+    with pytest.raises(DatasetError) as info:
+        make_benchmark("fmnist", data_root=str(folder), download=False)
+    assert message in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def test_tasks_too_small_for_batchnorm_are_refused(tmp_path):
+    folder = write_fmnist(tmp_path / "fm", labels=[c % 10 for c in range(40)])
+    with pytest.raises(ValueError, match=r"max_train_per_task=3 is not accepted; accepted: null or at least 4"):
+        make_benchmark("fmnist", data_root=str(folder), max_train_per_task=3, download=False)
+    bench = make_benchmark("fmnist", data_root=str(folder), max_train_per_task=4, download=False)
+    assert [len(e.dataset) for e in bench.benchmark.train_stream] == [4] * 5
 
 
 def test_benchmark_from_datasets_splits_classes_in_order():

@@ -15,6 +15,7 @@ forward run under ``torch.no_grad()`` (no activations saved for backward).
 from __future__ import annotations
 
 import copy
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Union
 
@@ -207,6 +208,10 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             self.snapshot = copy.deepcopy(backbone).eval()
 
     def before_training_exp(self, strategy, **kwargs):
+        if self.measure == "cka" and self.tasks_done and 0 < strategy.train_epochs <= self.warmup_epochs:
+            warnings.warn(f"CorrelationFreezePlugin(measure='cka', warmup_epochs={self.warmup_epochs}) decides after "
+                          f"the warm-up epochs, but tasks train for {strategy.train_epochs}: nothing will be frozen",
+                          RuntimeWarning)
         backbone = find_freezable_backbone(strategy.model)
         # keep earlier decisions applied (Avalanche's make_optimizer runs before this hook)
         self._apply(strategy, backbone, backbone.num_frozen_units)

@@ -148,11 +148,12 @@ def _run(args, cfg: ExperimentConfig) -> int:
             if args.overwrite:  # nothing of the previous run may be mistaken for this one's
                 for name in (CHECKPOINT_NAME, "results.json"):
                     (args.output / name).unlink(missing_ok=True)
-            wandb_logger = make_wandb_logger(cfg, args.output) if cfg.wandb.enabled else None
-            run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet,
-                                      extra_loggers=[wandb_logger] if wandb_logger is not None else [])
+            run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet)
             if args.resume:
                 run.restore()
+            if cfg.wandb.enabled:  # after a refused resume no empty W&B run is left behind
+                wandb_logger = make_wandb_logger(cfg, args.output)
+                run.add_logger(wandb_logger)
             results = run.run()
             if wandb_logger is not None:
                 wandb_logger.log_results(results)

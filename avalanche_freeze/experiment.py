@@ -159,6 +159,11 @@ class ExperimentRun:
                              n_tasks=len(bench.benchmark.train_stream))
         return cls(cfg, output_dir, strategy, plugins, bench, efficiency, probe_metrics, results)
 
+    def add_logger(self, logger) -> None:
+        """Log the rest of the run to ``logger`` too (an Avalanche logger)."""
+        evaluator = self.strategy.evaluator
+        evaluator.loggers = [*evaluator.loggers, logger]
+
     # -------------------------------------------------------- checkpointing
     def checkpoint(self) -> None:
         """Save the run after its last completed task (atomically, with a checksum)."""

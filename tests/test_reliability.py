@@ -219,11 +219,17 @@ def test_a_locked_output_is_refused_and_a_stale_lock_taken_over(tmp_path, fmnist
     assert (out / "results.json").is_file() and not (out / LOCK_NAME).exists()
 
 
-def test_overwrite_removes_the_previous_results_first_and_resume_accepts_logging_options(tmp_path, fmnist_available):
+def test_overwrite_removes_the_previous_results_first_and_resume_accepts_logging_options(tmp_path, fmnist_available,
+                                                                                          monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
     out = tmp_path / "run"
     two = ["--strategy", "finetune", "--set", "data.n_experiences=2"]
     assert run_cli(out, *two) == 0
-    assert run_cli(out, *two, "--set", "eval.mb_size=64", "--resume") == 0  # neutral keys may differ
+    assert run_cli(out, *two, "--set", "eval.mb_size=64", "--wandb", "--resume") == 0  # neutral keys may differ
+    assert list((out / "wandb").glob("offline-run-*"))
+    assert run_cli(out, *two, "--set", "train.lr=0.01", "--wandb", "--resume") == 1  # a refused resume ...
+    assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # ... leaves no empty W&B run
     stale = json.loads((out / "results.json").read_text())
     assert run_cli(out, *two, "--set", "health.collapse_std=1e-3", "--overwrite") == 0
     fresh = json.loads((out / "results.json").read_text())

@@ -32,7 +32,7 @@ import pickle
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -350,6 +350,7 @@ def make_benchmark(
     max_train_per_task: Optional[int] = None,
     max_test_per_task: Optional[int] = None,
     download: bool = True,
+    augmentation_options: Optional[Dict[str, Any]] = None,
 ) -> SSLBenchmark:
     """Build a class-incremental benchmark by name.
 
@@ -364,6 +365,8 @@ def make_benchmark(
         max_train_per_task: cap on training images per task (class-balanced), for quick runs.
         max_test_per_task: cap on test images per task (class-balanced).
         download: Fashion-MNIST only: allow torchvision's download as a last resort.
+        augmentation_options: options of the two-view augmentation (see
+            :class:`~avalanche_freeze.augmentations.AugmentConfig`).
 
     Raises:
         ValueError: unknown name or inconsistent split.
@@ -415,7 +418,8 @@ def make_benchmark(
     else:
         order = [int(c) for c in class_order]
     return benchmark_from_datasets(train, test, name=key, n_experiences=n_exp, class_order=order,
-                                   image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std)
+                                   image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std,
+                                   augmentation_options=augmentation_options)
 
 
 def benchmark_from_datasets(
@@ -429,6 +433,7 @@ def benchmark_from_datasets(
     channels: int,
     mean: Sequence[float],
     std: Sequence[float],
+    augmentation_options: Optional[Dict[str, Any]] = None,
 ) -> SSLBenchmark:
     """A class-incremental :class:`SSLBenchmark` over in-memory datasets (any images in ``[0, 1]``).
 
@@ -438,6 +443,7 @@ def benchmark_from_datasets(
         n_experiences: number of tasks; it must divide the number of classes.
         class_order: the classes in the order tasks receive them (a permutation of ``0..K-1``).
         image_size, channels, mean, std: image geometry and normalisation of the augmentation.
+        augmentation_options: further options of :class:`TwoViewAugmentation`.
 
     Example:
         >>> images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
@@ -457,5 +463,6 @@ def benchmark_from_datasets(
         train, test, n_experiences=n_experiences, task_labels=False,
         shuffle=False, fixed_class_order=list(class_order),
     )
-    aug = TwoViewAugmentation(image_size=image_size, channels=channels, mean=mean, std=std)
+    aug = TwoViewAugmentation(image_size=image_size, channels=channels, mean=mean, std=std,
+                              **(augmentation_options or {}))
     return SSLBenchmark(name=name, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=channels)

@@ -13,6 +13,7 @@ section            keys
 =================  ===========================================================
 (top level)        ``strategy``, ``seed``, ``device``, ``num_workers``
 ``data``           ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``
+``augment``        ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
 ``model``          ``width``
 ``ssl``            ``name``, ``proj_dim``, ``pred_dim``, ``options``
 ``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``
@@ -20,7 +21,8 @@ section            keys
 ``lump``           ``mem_size``, ``alpha``
 ``freeze``         ``measure``, ``tau``, ``max_frozen_share``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``
 ``si``, ``der``,   the baselines' options
-``cassle``, ``ewc``
+``cassle``, ``pfr``,
+``ewc``
 ``health``         ``on_nan``, ``collapse_std``
 ``metrics``        ``flops_every``
 ``wandb``          ``enabled``, ``project``
@@ -48,12 +50,13 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+from .augmentations import AugmentConfig
 from .backbones import ModelConfig
 from .benchmarks import DataConfig
 from .efficiency import MetricsConfig
 from .evaluation import EvalConfig
 from .health import HealthConfig
-from .plugins.cassle import CaSSLeConfig
+from .plugins.cassle import CaSSLeConfig, PFRConfig
 from .plugins.correlation_freeze import FreezeConfig
 from .plugins.dark_experience_replay import DERConfig
 from .plugins.ewc import EWCConfig
@@ -96,7 +99,8 @@ class ExperimentConfig:
         seed: seed of everything random in the run (0).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         num_workers: dataloader workers (0).
-        data, model, ssl, train, eval, lump, freeze, si, der, cassle, ewc, health, metrics,
+        data, augment, model, ssl, train, eval, lump, freeze, si, der, cassle, pfr, ewc, health,
+            metrics,
             wandb: the components' sections (see the module docs).
     """
 
@@ -105,6 +109,7 @@ class ExperimentConfig:
     device: str = "cpu"
     num_workers: int = 0
     data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     ssl: SSLConfig = field(default_factory=SSLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -114,6 +119,7 @@ class ExperimentConfig:
     si: SIConfig = field(default_factory=SIConfig)
     der: DERConfig = field(default_factory=DERConfig)
     cassle: CaSSLeConfig = field(default_factory=CaSSLeConfig)
+    pfr: PFRConfig = field(default_factory=PFRConfig)
     ewc: EWCConfig = field(default_factory=EWCConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -4,15 +4,19 @@
 NaN where task ``j`` was not evaluated). With ``T`` tasks:
 
 * average accuracy = ``mean_j acc[T-1][j]``;
-* forgetting of task ``j < T-1`` = ``max_{j <= i < T-1} acc[i][j] - acc[T-1][j]``,
-  averaged over ``j`` (the paper's definition);
+* ``forgetting_max``: forgetting of task ``j < T-1`` = ``max_{j <= i < T-1} acc[i][j] - acc[T-1][j]``,
+  averaged over ``j`` (Chaudhry et al., ECCV 2018; the definition the freezing and LUMP papers state);
+* ``forgetting_last``: ``mean_{j < T-1} (acc[j][j] - acc[T-1][j])``, what LUMP's reference code
+  and Avalanche's ``forgetting_metrics`` compute (equal to ``-BWT``; LUMP's published
+  "forgetting" is this one); ``forgetting_avalanche`` is the same quantity computed by
+  Avalanche's own :class:`~avalanche.evaluation.metrics.Forgetting` metric on the matrix;
 * BWT = ``mean_{j < T-1} (acc[T-1][j] - acc[j][j])``;
 * learning accuracy = ``mean_j acc[j][j]``, the accuracy on each task right after learning
   it (plasticity; Riemer et al., ICLR 2019).
 
 Example:
     >>> m = [[0.9, None], [0.7, 0.8]]
-    >>> round(average_accuracy(m), 3), round(forgetting(m), 3), round(backward_transfer(m), 3)
+    >>> round(average_accuracy(m), 3), round(forgetting_max(m), 3), round(backward_transfer(m), 3)
     (0.75, 0.2, -0.2)
 """
 
@@ -21,7 +25,8 @@ from __future__ import annotations
 import math
 from typing import List, Optional, Sequence
 
-__all__ = ["average_accuracy", "backward_transfer", "forgetting", "learning_accuracy", "summarize"]
+__all__ = ["SUMMARIES", "average_accuracy", "backward_transfer", "forgetting_avalanche", "forgetting_last", "forgetting_max",
+           "learning_accuracy", "summarize"]
 
 Matrix = Sequence[Sequence[Optional[float]]]
 
@@ -49,7 +54,7 @@ def average_accuracy(m: Matrix) -> float:
     return sum(known) / t
 
 
-def forgetting(m: Matrix) -> float:
+def forgetting_max(m: Matrix) -> float:
     """Average max-based forgetting over tasks 0..T-2 (0.0 for a single task)."""
     t = _check(m)
     drops = []
@@ -59,6 +64,27 @@ def forgetting(m: Matrix) -> float:
         if past and last is not None:
             drops.append(max(past) - last)
     return sum(drops) / len(drops) if drops else 0.0
+
+
+def forgetting_last(m: Matrix) -> float:
+    """Average drop from right after learning each task 0..T-2 to the end (= ``-BWT``)."""
+    return -backward_transfer(m)
+
+
+def forgetting_avalanche(m: Matrix) -> float:
+    """:func:`forgetting_last` as Avalanche computes it: its ``Forgetting`` metric, fed the accuracy
+    right after training each task as the initial value and the final accuracy as the last one."""
+    from avalanche.evaluation.metrics import Forgetting
+
+    t = _check(m)
+    metric = Forgetting()
+    for j in range(t - 1):
+        first, last = _value(m, j, j), _value(m, t - 1, j)
+        if first is not None and last is not None:
+            metric.update(j, first, initial=True)
+            metric.update(j, last)
+    values = list(metric.result().values())
+    return sum(values) / len(values) if values else 0.0
 
 
 def backward_transfer(m: Matrix) -> float:
@@ -81,9 +107,14 @@ def learning_accuracy(m: Matrix) -> float:
     return sum(diag) / len(diag)
 
 
+#: The summaries of :func:`summarize`, in the order tables show them.
+SUMMARIES = ("avg_acc", "forgetting_max", "forgetting_last", "forgetting_avalanche", "bwt", "learning_acc")
+
+
 def summarize(m: Matrix) -> dict:
-    """``{"avg_acc", "forgetting", "bwt", "learning_acc"}`` of an accuracy matrix."""
-    return {"avg_acc": average_accuracy(m), "forgetting": forgetting(m), "bwt": backward_transfer(m),
+    """The :data:`SUMMARIES` of an accuracy matrix."""
+    return {"avg_acc": average_accuracy(m), "forgetting_max": forgetting_max(m), "forgetting_last": forgetting_last(m),
+            "forgetting_avalanche": forgetting_avalanche(m), "bwt": backward_transfer(m),
             "learning_acc": learning_accuracy(m)}
 
 

@@ -31,7 +31,7 @@ from avalanche.evaluation.metrics import Accuracy
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from .probes import PROBES, Probe, make_probe
+from .probes import PROBES, KNNProbe, Probe, make_probe
 from .validation import ConfigError, check_choice, check_number
 
 __all__ = [
@@ -60,6 +60,8 @@ class EvalConfig:
         knn_temperature: kNN vote temperature (0.1).
         linear_probe_epochs: epochs of the linear probe's training (50).
         mb_size: evaluation minibatch size (512).
+        knn_k_capped_by_tasks: LUMP's reference behaviour, for exact comparison with its
+            tables: the kNN's k is capped at the number of tasks seen (a bug there; False).
     """
 
     probes: List[str] = field(default_factory=lambda: ["knn"])
@@ -67,6 +69,7 @@ class EvalConfig:
     knn_temperature: float = 0.1
     linear_probe_epochs: int = 50
     mb_size: int = 512
+    knn_k_capped_by_tasks: bool = False
 
     def __post_init__(self) -> None:
         if not self.probes or len(set(self.probes)) != len(self.probes) or not set(self.probes) <= set(PROBES):
@@ -102,13 +105,17 @@ class ProbeEvaluator(SupervisedPlugin):
             before a checkpoint was restored.
         mb_size: minibatch size of the feature pass.
         num_workers: dataloader workers of the feature pass.
+        knn_k_capped_by_tasks: cap a kNN probe's ``k`` at the number of tasks trained so
+            far, as LUMP's reference code does (a bug kept as an option for exact comparison).
     """
 
-    def __init__(self, *, bank_stream: Optional[Sequence] = None, mb_size: int = 256, num_workers: int = 0) -> None:
+    def __init__(self, *, bank_stream: Optional[Sequence] = None, mb_size: int = 256, num_workers: int = 0,
+                 knn_k_capped_by_tasks: bool = False) -> None:
         super().__init__()
         self.bank_stream = list(bank_stream) if bank_stream is not None else None
         self.mb_size = mb_size
         self.num_workers = num_workers
+        self.knn_k_capped_by_tasks = knn_k_capped_by_tasks
         #: Ids of the experiences trained so far, in training order.
         self.trained: List[int] = []
         self._experiences: Dict[int, Any] = {}
@@ -181,7 +188,10 @@ class ProbeEvaluator(SupervisedPlugin):
         key = (id(probe), ids)
         if key not in self._fitted:
             banks = [self.bank(strategy, i) for i in ids]
-            self._fitted[key] = copy.copy(probe).fit(torch.cat([b[0] for b in banks]), torch.cat([b[1] for b in banks]))
+            fitted = copy.copy(probe)
+            if self.knn_k_capped_by_tasks and isinstance(fitted, KNNProbe):
+                fitted.k = min(fitted.k, max(1, len(self.trained)))
+            self._fitted[key] = fitted.fit(torch.cat([b[0] for b in banks]), torch.cat([b[1] for b in banks]))
         return self._fitted[key]
 
     # ---------------------------------------------------------- checkpoints

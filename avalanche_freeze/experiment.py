@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class ExperimentRun:
                 data.benchmark, data_root=data.root, n_experiences=data.n_experiences,
                 shuffle_classes=data.shuffle_classes, seed=cfg.seed,
                 max_train_per_task=data.max_train_per_task, max_test_per_task=data.max_test_per_task,
+                augmentation_options=dataclasses.asdict(cfg.augment),
             )
         except ConfigError as exc:
             raise exc.within("data") from None
@@ -155,6 +157,7 @@ class ExperimentRun:
             device=cfg.device, plugins=list(plugins.values()), evaluator=evaluator, num_workers=cfg.num_workers,
         )
         per_experience = [m for m in probe_metrics if m.emit_at == "experience"]
+        strategy.probe_evaluator.knn_k_capped_by_tasks = cfg.eval.knn_k_capped_by_tasks
         results = RunResults(config=cfg.to_dict(), keys=[m.key for m in per_experience],
                              n_tasks=len(bench.benchmark.train_stream))
         return cls(cfg, output_dir, strategy, plugins, bench, efficiency, probe_metrics, results)

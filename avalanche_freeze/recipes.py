@@ -15,6 +15,7 @@ finetune       (none)                       lower bound: plain SSL fine-tuning
 si             si                           Zenke et al., ICML 2017
 der            der                          Buzzega et al., NeurIPS 2020
 cassle         cassle                       Fini et al., CVPR 2022
+pfr            pfr                          Gomez-Villa et al., CVPRW 2022
 ewc            ewc                          Kirkpatrick et al., PNAS 2017 (Avalanche's plugin)
 lump           lump                         Madaan et al., ICLR 2022
 freeze         freeze                       Yang et al., arXiv 2303.07477 (without LUMP)
@@ -41,6 +42,7 @@ from .plugins import (
     CorrelationFreezePlugin,
     DERPlugin,
     LUMPPlugin,
+    PFRPlugin,
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
@@ -64,6 +66,7 @@ COMPONENTS: Dict[str, Callable[["ExperimentConfig"], Any]] = {
     "si": lambda cfg: SIPlugin(**_options(cfg.si)),
     "der": lambda cfg: DERPlugin(**_options(cfg.der), seed=cfg.seed),
     "cassle": lambda cfg: CaSSLePlugin(**_options(cfg.cassle)),
+    "pfr": lambda cfg: PFRPlugin(**_options(cfg.pfr)),
     "ewc": lambda cfg: SelfSupervisedEWCPlugin(**_options(cfg.ewc)),
 }
 
@@ -72,6 +75,7 @@ _RECIPES: Dict[str, List[str]] = {
     "si": ["si"],
     "der": ["der"],
     "cassle": ["cassle"],
+    "pfr": ["pfr"],
     "ewc": ["ewc"],
     "lump": ["lump"],
     "freeze": ["freeze"],

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from .continual_metrics import as_rows, summarize
+from .continual_metrics import SUMMARIES, as_rows, summarize
 
 __all__ = ["EFFICIENCY_TOTALS", "RunResults", "format_results_table", "format_table"]
 
@@ -64,7 +64,7 @@ class RunResults:
         r = self.data
         summaries = {k: summarize(m) for k, m in r["acc_matrix"].items()}
         r["acc_matrix"] = {k: as_rows(m) for k, m in r["acc_matrix"].items()}
-        for name in ("avg_acc", "forgetting", "bwt", "learning_acc"):
+        for name in SUMMARIES:
             r[name] = {k: v[name] for k, v in summaries.items()}
         eff = r["efficiency"]
         total = {key: sum(e.get(key, 0.0) for e in eff) for key in EFFICIENCY_TOTALS}
@@ -98,16 +98,16 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def format_results_table(results: Dict[str, Any]) -> str:
-    """The accuracy matrices, then average accuracy / forgetting / BWT per matrix, then efficiency."""
+    """The accuracy matrices, then the summaries per matrix (average accuracy, both forgetting
+    definitions and Avalanche's, BWT, learning accuracy), then efficiency."""
     blocks: List[str] = []
     for key, matrix in results["acc_matrix"].items():
         n = len(matrix[0]) if matrix else 0
         rows = [[f"T{i}"] + [None if v is None else f"{100 * v:.1f}" for v in row] for i, row in enumerate(matrix)]
         blocks.append(f"accuracy matrix [{key}] (row i = after training task i, %)\n"
                       + format_table(["after"] + [f"T{j}" for j in range(n)], rows))
-    rows = [[key, f"{100 * results['avg_acc'][key]:.2f}", f"{100 * results['forgetting'][key]:.2f}",
-             f"{100 * results['bwt'][key]:.2f}"] for key in results["acc_matrix"]]
-    blocks.append(format_table(["protocol", "avg_acc %", "forgetting", "bwt"], rows))
+    rows = [[key] + [f"{100 * results[name][key]:.2f}" for name in SUMMARIES] for key in results["acc_matrix"]]
+    blocks.append(format_table(["protocol (%)"] + list(SUMMARIES), rows))
     tot = results.get("efficiency_total", {})
     if tot:
         blocks.append(

@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from PIL.Image import Image
 from torch import Tensor
 
+from .continual_metrics import SUMMARIES
 from .validation import check_number
 
 __all__ = ["SSLWandBLogger", "WandBConfig", "make_wandb_logger"]
@@ -84,7 +85,7 @@ class SSLWandBLogger(WandBLogger):
     def log_results(self, results: Dict[str, Any]) -> None:
         """The end-of-run dashboard: summary values and tables from a ``results.json`` dict."""
         wandb, run = self.wandb, self.wandb.run
-        for field in ("avg_acc", "forgetting", "bwt", "learning_acc"):
+        for field in SUMMARIES:
             for key, value in results.get(field, {}).items():
                 run.summary[f"final/{field}/{key}"] = value
         for key, value in results.get("efficiency_total", {}).items():

@@ -70,7 +70,8 @@ def main(argv=None) -> int:
                        [[name, f"{a:.4g}", f"{b:.4g}", f"{a / b:.3f}" if b else None] for name, a, b in rows]))
     accuracy_rows = []
     for key in lump["avg_acc"]:
-        for label, field in (("final avg acc", "avg_acc"), ("forgetting", "forgetting")):
+        for label, field in (("final avg acc", "avg_acc"), ("forgetting (max)", "forgetting_max"),
+                             ("forgetting (last)", "forgetting_last")):
             a, b = 100 * lump[field][key], 100 * freeze[field][key]
             accuracy_rows.append([f"{label} [{key}]", a, b, b - a])
     print()
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
         f"activation_bytes_ratio={ratio('SavedActBytes_Iter_mean'):.3f} "
         f"time_ratio={ratio('TrainTime_Exp'):.3f} "
         f"knn_acc_delta={100 * (freeze['avg_acc']['knn_ci'] - lump['avg_acc']['knn_ci']):.2f} "
-        f"forgetting_delta={100 * (freeze['forgetting']['knn_ci'] - lump['forgetting']['knn_ci']):.2f}"
+        f"forgetting_delta={100 * (freeze['forgetting_max']['knn_ci'] - lump['forgetting_max']['knn_ci']):.2f}"
     )
     (args.output / "bench.json").write_text(json.dumps({"lump": lump, "lump_freeze": freeze, "line": line}, indent=2))
     print(line)

@@ -23,19 +23,20 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.continual_metrics import learning_accuracy
+from avalanche_freeze.continual_metrics import summarize
 from avalanche_freeze.experiment import run_or_reuse
 from avalanche_freeze.recipes import available_strategies
 from avalanche_freeze.results import format_table
 
-COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting", "knn_ci", "CI fgt"),
-           ("avg_acc", "knn_ti", "TI acc"), ("forgetting", "knn_ti", "TI fgt"), ("learning_acc", "knn_ti", "TI LA")]
+COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting_max", "knn_ci", "CI fgt max"),
+           ("forgetting_last", "knn_ci", "CI fgt last"), ("avg_acc", "knn_ti", "TI acc"),
+           ("forgetting_max", "knn_ti", "TI fgt max"), ("forgetting_last", "knn_ti", "TI fgt last"),
+           ("learning_acc", "knn_ti", "TI LA")]
 
 
 def _value(results: dict, field: str, key: str) -> float:
-    if field == "learning_acc":  # computed from the matrix, so runs finished by older versions work too
-        return learning_accuracy(results["acc_matrix"][key])
-    return results[field][key]
+    # computed from the matrix, so runs finished by older versions (other summary names) work too
+    return summarize(results["acc_matrix"][key])[field]
 
 
 def _cell(values: Sequence[float]) -> str:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avalanche_freeze.plugins import CaSSLePlugin, DERPlugin, SelfSupervisedEWCPlugin, SIPlugin
+from avalanche_freeze.plugins import CaSSLePlugin, DERPlugin, PFRPlugin, SelfSupervisedEWCPlugin, SIPlugin
 
 from .conftest import make_strategy as _strategy
 
@@ -28,7 +28,7 @@ def test_si_path_integral_importance_and_penalty_follow_the_formulas():
     torch.manual_seed(0)
     net = nn.Linear(3, 2)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    plugin = SIPlugin(c=0.5, xi=0.1)
+    plugin = SIPlugin(c=0.5, xi=0.1, clip_value=None)
     strategy = SimpleNamespace(backbone=net, model=net, loss=None)
     start = {n: p.detach().clone() for n, p in net.named_parameters()}
     expected = {n: torch.zeros_like(p) for n, p in net.named_parameters()}
@@ -66,6 +66,33 @@ def test_si_path_integral_importance_and_penalty_follow_the_formulas():
         shift = p.detach() - plugin.anchor[n]
         assert torch.allclose(p.grad, 2 * 0.5 * plugin.importance[n] * shift, atol=1e-7)
         assert float((p.grad * shift).sum()) >= 0  # a descent step moves toward theta*
+
+
+def test_si_path_integral_uses_the_unpenalised_gradient_and_clips_the_step():
+    torch.manual_seed(0)
+    net = nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    plugin = SIPlugin(c=2.0, xi=1.0, clip_value=0.05)
+    strategy = SimpleNamespace(backbone=net, model=net, loss=None)
+    plugin.before_training_exp(strategy)  # anchor = current weights
+    plugin.importance = {n: torch.rand_like(p) + 0.5 for n, p in net.named_parameters()}  # as after task 1
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.3)  # away from the anchor: the penalty has a gradient
+    x, target = torch.randn(16, 3), torch.randn(16, 2)
+    opt.zero_grad()
+    ssl_grads = torch.autograd.grad(F.mse_loss(net(x), target), list(net.parameters()))
+    strategy.loss = F.mse_loss(net(x), target)
+    plugin.before_backward(strategy)  # adds c * sum Omega (theta - theta*)^2
+    assert plugin.last_penalty is not None and float(plugin.last_penalty) > 0
+    strategy.loss.backward()
+    before = [p.detach().clone() for p in net.parameters()]
+    plugin.before_update(strategy)
+    assert all(float(p.grad.abs().max()) <= 0.05 + 1e-7 for p in net.parameters())  # clipped as the reference
+    opt.step()
+    plugin.after_update(strategy)
+    for (name, p), g, b in zip(net.named_parameters(), ssl_grads, before):
+        assert torch.allclose(plugin.path_integral[name], -g * (p.detach() - b), atol=1e-7)
 
 
 def test_si_adds_its_penalty_from_the_second_task_on(tiny_bench):
@@ -131,7 +158,9 @@ def test_cassle_distils_into_the_frozen_previous_model(tiny_bench):
         with torch.no_grad():
             targets = [plugin.frozen_ssl.projector(plugin.frozen_backbone(v)) for v in st.mb_views]
         z = [zi.detach() for zi in st.ssl_output.projections]
-        penalty = 0.5 * sum(-F.cosine_similarity(predictor(zi), ti).mean() for zi, ti in zip(z, targets))
+        # CaSSLe's predictive distiller for SimSiam: 2 - 2 cos, the frozen copy in training mode (batch statistics)
+        assert plugin.frozen_backbone.training and plugin.frozen_ssl.training
+        penalty = 0.5 * sum(2 - 2 * F.cosine_similarity(predictor(zi), ti).mean() for zi, ti in zip(z, targets))
         assert torch.allclose(plugin.last_penalty, penalty, atol=1e-5)
         # a step against the term's gradient makes the predictions more similar to the frozen targets
         params = list(predictor.parameters())
@@ -146,7 +175,7 @@ def test_cassle_distils_into_the_frozen_previous_model(tiny_bench):
     s = _strategy(tiny_bench, [plugin, _AtBackward(check)])
     s.train(tiny_bench.benchmark.train_stream[0])
     assert seen and all(v is None for v in seen)  # nothing to distil from during task 1
-    end_of_task1 = {k: v.clone() for k, v in s.backbone.state_dict().items()}
+    end_of_task1 = {k: v.detach().clone() for k, v in s.backbone.named_parameters()}
     predictor_before = [p.detach().clone() for p in s.model.cassle_predictor.parameters()]
     assert all(any(p is q for q in s.optimizer.param_groups[0]["params"]) for p in s.model.cassle_predictor.parameters())
     seen.clear()
@@ -154,14 +183,41 @@ def test_cassle_distils_into_the_frozen_previous_model(tiny_bench):
 
     class KeepCopy:
         def after_training_epoch(self, strategy, **kw):
-            snapshot.update(plugin.frozen_backbone.state_dict())
+            snapshot.update({k: v.detach().clone() for k, v in plugin.frozen_backbone.named_parameters()})
 
     s.plugins.append(KeepCopy())
     s.train(tiny_bench.benchmark.train_stream[1])
     assert seen and all(seen)
-    # the teacher is the end-of-task-1 model and stays untouched; the predictor learns
+    # the teacher's weights are the end-of-task-1 model's and stay untouched; the predictor learns
     assert all(torch.equal(snapshot[k], end_of_task1[k]) for k in end_of_task1)
     assert any(not torch.equal(a, b) for a, b in zip(predictor_before, s.model.cassle_predictor.parameters()))
+
+
+# ------------------------------------------------------------------------ PFR
+def test_pfr_pulls_projected_features_toward_the_frozen_backbone(tiny_bench):
+    plugin = PFRPlugin(lam=2.0)
+    seen = []
+
+    def check(st):
+        if plugin.last_penalty is None:
+            seen.append(None)
+            return
+        assert not plugin.frozen_backbone.training  # the teacher uses its running statistics
+        projector = copy.deepcopy(st.model.pfr_predictor)
+        with torch.no_grad():
+            targets = [plugin.frozen_backbone(v) for v in st.mb_views]
+        feats = [f.detach() for f in st.ssl_output.features]
+        penalty = 2.0 * 0.5 * sum(-F.cosine_similarity(projector(h), t).mean() for h, t in zip(feats, targets))
+        assert torch.allclose(plugin.last_penalty, penalty, atol=1e-5)
+        seen.append(True)
+
+    s = _strategy(tiny_bench, [plugin, _AtBackward(check)])
+    s.train(tiny_bench.benchmark.train_stream[0])
+    assert seen and all(v is None for v in seen)
+    assert s.model.pfr_predictor[0].in_features == s.backbone.feature_dim  # features, not projections
+    seen.clear()
+    s.train(tiny_bench.benchmark.train_stream[1])
+    assert seen and all(seen)
 
 
 # ------------------------------------------------------------------------ EWC
@@ -215,9 +271,11 @@ def test_ewc_and_si_state_round_trips():
 @pytest.mark.parametrize("make,message", [
     (lambda: SIPlugin(c=-1), "c=-1 is not accepted; accepted: a finite number >= 0"),
     (lambda: SIPlugin(xi=0), "xi=0 is not accepted; accepted: a finite number > 0"),
+    (lambda: SIPlugin(clip_value=0), "clip_value=0 is not accepted; accepted: a finite number > 0 or null"),
     (lambda: DERPlugin(alpha=-1), "alpha=-1 is not accepted"),
     (lambda: DERPlugin(mem_size=-2), "mem_size=-2 is not accepted; accepted: an integer >= 0"),
     (lambda: CaSSLePlugin(lam=float("nan")), "lam=nan is not accepted"),
+    (lambda: PFRPlugin(lam=-1), "lam=-1 is not accepted"),
     (lambda: SelfSupervisedEWCPlugin(ewc_lambda=-1), "ewc_lambda=-1 is not accepted"),
 ])
 def test_baseline_plugins_reject_bad_options(make, message):

@@ -25,7 +25,7 @@ def test_cli_end_to_end_writes_results(tmp_path, fmnist_available, capsys):
     out = capsys.readouterr().out
     assert "accuracy matrix [knn_ci]" in out and "avg_acc" in out
     r = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert set(r) >= {"config", "acc_matrix", "avg_acc", "forgetting", "bwt", "efficiency"}
+    assert set(r) >= {"config", "acc_matrix", "avg_acc", "forgetting_max", "forgetting_last", "forgetting_avalanche", "bwt", "efficiency"}
     assert r["config"]["freeze"]["max_frozen_share"] == 0.3 and r["config"]["strategy"] == "lump_freeze"
     m = r["acc_matrix"]["knn_ci"]
     assert len(m) == 5 and all(len(row) == 5 for row in m)

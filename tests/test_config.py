@@ -13,6 +13,7 @@ from avalanche_freeze.plugins import (
     CorrelationFreezePlugin,
     DERPlugin,
     LUMPPlugin,
+    PFRPlugin,
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
@@ -35,7 +36,7 @@ def test_sections_merge_defaults_files_and_dotted_overrides(tmp_path):
 def test_every_plugin_is_built_from_its_section_with_the_same_defaults():
     """A plugin's constructor defaults are its section's defaults: one home per setting."""
     pairs = [(LUMPPlugin, "lump"), (CorrelationFreezePlugin, "freeze"), (SIPlugin, "si"), (DERPlugin, "der"),
-             (CaSSLePlugin, "cassle"), (SelfSupervisedEWCPlugin, "ewc")]
+             (CaSSLePlugin, "cassle"), (PFRPlugin, "pfr"), (SelfSupervisedEWCPlugin, "ewc")]
     cfg = ExperimentConfig()
     for plugin_cls, section in pairs:
         params = inspect.signature(plugin_cls).parameters

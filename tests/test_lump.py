@@ -119,3 +119,21 @@ def test_lump_state_round_trips_and_refuses_a_plain_strategy():
     assert copy.rng.beta(0.4, 0.4) == plugin.rng.beta(0.4, 0.4)
     with pytest.raises(TypeError, match="LUMPPlugin needs a strategy that provides mb_views"):
         plugin.before_forward(object())
+
+
+def test_buffer_transform_is_the_reference_random_resized_crop():
+    from avalanche_freeze.augmentations import TwoViewAugmentation
+
+    aug = TwoViewAugmentation(image_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+    crop = aug.weak[0]
+    params = crop.forward_parameters(torch.Size([4000, 3, 32, 32]))
+    boxes = params["src"]  # corners of each crop in the source image
+    w = boxes[:, 1, 0] - boxes[:, 0, 0] + 1
+    h = boxes[:, 2, 1] - boxes[:, 1, 1] + 1
+    area = (w * h) / (32 * 32)
+    # scale 0.08-1 (rounded to whole pixels), far below the strong views' 0.2; ratio 3/4-4/3
+    assert float(area.min()) < 0.15 and float(area.min()) > 0.05 and float(area.max()) <= 1.0
+    assert float((w / h).min()) > 0.6 and float((w / h).max()) < 1.7
+    assert str(crop.flags["resample"]).lower().endswith("bicubic")
+    out = aug.light(torch.rand(8, 3, 32, 32))
+    assert out.shape == (8, 3, 32, 32) and float(out.min()) >= -1 - 1e-6 and float(out.max()) <= 1 + 1e-6

@@ -8,7 +8,9 @@ import torch
 from avalanche_freeze.continual_metrics import (
     average_accuracy,
     backward_transfer,
-    forgetting,
+    forgetting_avalanche,
+    forgetting_last,
+    forgetting_max,
     learning_accuracy,
     summarize,
 )
@@ -77,7 +79,9 @@ def test_summaries_on_hand_made_matrix():
     ]
     assert average_accuracy(m) == pytest.approx((0.60 + 0.85 + 0.75) / 3)
     # task 0: max(0.9, 0.7) - 0.6 = 0.3; task 1: max(0.8) - 0.85 = -0.05
-    assert forgetting(m) == pytest.approx((0.30 - 0.05) / 2)
+    assert forgetting_max(m) == pytest.approx((0.30 - 0.05) / 2)
+    # LUMP's code and Avalanche: first (right after learning) minus last
+    assert forgetting_last(m) == pytest.approx(((0.90 - 0.60) + (0.80 - 0.85)) / 2)
     assert backward_transfer(m) == pytest.approx(((0.60 - 0.90) + (0.85 - 0.80)) / 2)
     assert summarize(m)["avg_acc"] == pytest.approx(average_accuracy(m))
     assert learning_accuracy(m) == pytest.approx((0.90 + 0.80 + 0.75) / 3)
@@ -87,4 +91,36 @@ def test_summaries_on_hand_made_matrix():
 def test_forgetting_ignores_rows_before_a_task_was_learned():
     # accuracy on task 1 measured before it was trained (0.95) must not count
     m = [[0.9, 0.95], [0.8, 0.5]]
-    assert forgetting(m) == pytest.approx(0.1)
+    assert forgetting_max(m) == pytest.approx(0.1)
+
+
+def test_the_two_forgetting_definitions_differ_and_avalanche_agrees_with_the_last_one():
+    # task 0 peaks after task 1 (0.95) and ends at 0.6: max-based 0.35, first-minus-last 0.2
+    m = [[0.80, None, None], [0.95, 0.70, None], [0.60, 0.65, 0.90]]
+    assert forgetting_max(m) == pytest.approx(((0.95 - 0.60) + (0.70 - 0.65)) / 2)
+    assert forgetting_last(m) == pytest.approx(((0.80 - 0.60) + (0.70 - 0.65)) / 2)
+    assert forgetting_last(m) == pytest.approx(-backward_transfer(m))
+    assert forgetting_avalanche(m) == pytest.approx(forgetting_last(m))
+    assert set(summarize(m)) == {"avg_acc", "forgetting_max", "forgetting_last", "forgetting_avalanche", "bwt",
+                                 "learning_acc"}
+
+
+def test_avalanche_stream_forgetting_in_a_run_equals_forgetting_last(tiny_bench):
+    """Avalanche's own StreamForgetting, attached to the kNN class-incremental probe, gives the
+    first-minus-last forgetting of the run's accuracy matrix."""
+    from avalanche.evaluation.metrics import forgetting_metrics
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from avalanche_freeze.evaluation import probe_accuracy_metrics
+
+    from .conftest import make_strategy
+
+    metrics = probe_accuracy_metrics(probes=("knn",), protocols=("class_incremental",), stream=False)
+    s = make_strategy(tiny_bench, evaluator=EvaluationPlugin(*metrics, forgetting_metrics(stream=True)))
+    matrix = []
+    for exp in tiny_bench.benchmark.train_stream[:3]:
+        s.train(exp)
+        res = s.eval(tiny_bench.benchmark.test_stream[: exp.current_experience + 1])
+        matrix.append([metrics[0].last_values.get(j) for j in range(3)])
+    assert res["StreamForgetting/eval_phase/test_stream"] == pytest.approx(forgetting_last(matrix))
+    assert forgetting_avalanche(matrix) == pytest.approx(forgetting_last(matrix))

@@ -68,3 +68,14 @@ def test_strategy_provides_the_plugin_protocol_and_rejects_bad_options(tiny_benc
         make_strategy(tiny_bench, train_mb_size=1)
     with pytest.raises(ValueError, match="ssl='moco' is not accepted"):
         make_strategy(tiny_bench, ssl="moco", ssl_options=None)
+
+
+def test_the_reference_knn_cap_is_an_option(tiny_bench):
+    s = make_strategy(tiny_bench)
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        s.train(exp)
+    probe = KNNProbe(k=200)
+    assert s.probe_evaluator.fitted(s, probe, "class_incremental", eval_exp_id=0).k == 200
+    s.probe_evaluator.knn_k_capped_by_tasks = True
+    s.probe_evaluator.invalidate()
+    assert s.probe_evaluator.fitted(s, probe, "class_incremental", eval_exp_id=0).k == 2  # two tasks seen

@@ -1,7 +1,7 @@
 """Avalanche plugins: LUMP, progressive task-correlated layer freezing, and the
-self-supervised continual-learning baselines (SI, DER, CaSSLe, label-free EWC)."""
+self-supervised continual-learning baselines (SI, DER, CaSSLe, PFR, label-free EWC)."""
 
-from .cassle import CaSSLePlugin
+from .cassle import CaSSLePlugin, PFRPlugin
 from .correlation_freeze import CorrelationFreezePlugin
 from .dark_experience_replay import DERPlugin
 from .ewc import SelfSupervisedEWCPlugin
@@ -14,6 +14,7 @@ __all__ = [
     "CorrelationFreezePlugin",
     "DERPlugin",
     "LUMPPlugin",
+    "PFRPlugin",
     "ReservoirBuffer",
     "SIPlugin",
     "SelfSupervisedEWCPlugin",

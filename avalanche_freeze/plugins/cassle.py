@@ -3,14 +3,16 @@
 
 From the second task on, a frozen copy of the model as it was at the end of the previous
 task (backbone and projector) gives target projections ``zbar`` of both views, and a
-trainable predictor ``g`` maps the current projections ``z`` onto them. The SSL method's
-own loss is the distillation term, so for two views
+trainable predictor ``g`` maps the current projections ``z`` onto them:
 
-    ``loss += lam * 0.5 * (L_ssl(g(z1), zbar1) + L_ssl(g(z2), zbar2))``
+    ``loss += lam * 0.5 * (D(g(z1), zbar1) + D(g(z2), zbar2))``
 
-where ``L_ssl`` is :meth:`~avalanche_freeze.ssl.SSLMethod.pair_loss` (negative cosine for
-SimSiam/BYOL, the Barlow Twins / VICReg / NT-Xent loss for the others). The frozen copy
-runs in eval mode (its BatchNorm layers use their running statistics) and without autograd.
+where ``D`` is :meth:`~avalanche_freeze.ssl.SSLMethod.distillation_loss`, the loss of the
+method's distiller in CaSSLe's reference code: ``2 - 2 cos`` for SimSiam and BYOL, the mean
+squared error for VICReg, the method's own loss for Barlow Twins; for SimCLR the NT-Xent loss
+between predicted and frozen projections (the reference uses a dedicated contrastive
+distiller there). As in the reference, the frozen copy runs without autograd but in training
+mode: its BatchNorm layers normalise with the batch's statistics.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from ..protocols import require_self_supervised
 from ..validation import check_number
 
-__all__ = ["CaSSLeConfig", "CaSSLePlugin", "distillation_predictor"]
+__all__ = ["CaSSLeConfig", "CaSSLePlugin", "PFRConfig", "PFRPlugin", "distillation_predictor"]
 
 
 @dataclass
@@ -45,7 +48,7 @@ class CaSSLeConfig:
         check_number("lam", self.lam, at_least=0)
         check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
 
-#: Attribute of ``strategy.model`` that holds the predictor (saved with the model).
+#: Attribute of ``strategy.model`` that holds CaSSLe's predictor (saved with the model).
 PREDICTOR_ATTRIBUTE = "cassle_predictor"
 
 
@@ -73,6 +76,11 @@ class CaSSLePlugin(SupervisedPlugin):
         1.0
     """
 
+    #: Attribute of ``strategy.model`` that holds the predictor (saved with the model).
+    predictor_attribute = PREDICTOR_ATTRIBUTE
+    #: Whether the frozen copy normalises with batch statistics (training mode) or running ones.
+    teacher_in_training_mode = True
+
     def __init__(self, *, lam: float = CaSSLeConfig.lam, hidden_dim: Optional[int] = CaSSLeConfig.hidden_dim) -> None:
         super().__init__()
         CaSSLeConfig(lam=lam, hidden_dim=hidden_dim)
@@ -82,14 +90,18 @@ class CaSSLePlugin(SupervisedPlugin):
         self.frozen_ssl: Optional[nn.Module] = None
         self.last_penalty: Optional[Tensor] = None
 
+    def _predictor_dim(self, strategy) -> int:
+        """Dimension of what the predictor maps (here: projections)."""
+        return require_self_supervised(strategy, self).ssl_method.projection_dim
+
     def attach(self, strategy) -> nn.Module:
         """Create the predictor on ``strategy.model`` if it is not there yet; returns it."""
         model = strategy.model
-        if not hasattr(model, PREDICTOR_ATTRIBUTE):
-            dim = require_self_supervised(strategy, self).ssl_method.projection_dim
+        if not hasattr(model, self.predictor_attribute):
+            dim = self._predictor_dim(strategy)
             predictor = distillation_predictor(dim, self.hidden_dim or dim).to(strategy.device)
-            model.add_module(PREDICTOR_ATTRIBUTE, predictor)
-        return getattr(model, PREDICTOR_ATTRIBUTE)
+            model.add_module(self.predictor_attribute, predictor)
+        return getattr(model, self.predictor_attribute)
 
     def before_training(self, strategy, **kwargs):
         # before Avalanche's make_optimizer, so the predictor's parameters join the optimizer
@@ -103,22 +115,26 @@ class CaSSLePlugin(SupervisedPlugin):
         self.frozen_backbone = self._frozen_copy(strategy.backbone)
         self.frozen_ssl = self._frozen_copy(strategy.ssl_method)
 
-    @staticmethod
-    def _frozen_copy(module: nn.Module) -> nn.Module:
-        clone = copy.deepcopy(module).eval()
+    def _frozen_copy(self, module: nn.Module) -> nn.Module:
+        clone = copy.deepcopy(module).train(self.teacher_in_training_mode)
         for p in clone.parameters():
             p.requires_grad_(False)
         return clone
 
-    def distillation_loss(self, strategy) -> Tensor:
-        """``0.5 * (L(g(z1), zbar1) + L(g(z2), zbar2))`` for the current iteration."""
-        assert self.frozen_backbone is not None and self.frozen_ssl is not None
-        views, output = strategy.mb_views, strategy.ssl_output
-        predictor = getattr(strategy.model, PREDICTOR_ATTRIBUTE)
+    def _pairs(self, strategy):
+        """(current representation, frozen model's target) per view: projections here."""
         with torch.no_grad():
-            targets = [self.frozen_ssl.project(self.frozen_backbone(v)) for v in views]
-        ssl = strategy.ssl_method
-        return 0.5 * sum(ssl.pair_loss(predictor(z), t) for z, t in zip(output.projections, targets))
+            targets = [self.frozen_ssl.project(self.frozen_backbone(v)) for v in strategy.mb_views]
+        return zip(strategy.ssl_output.projections, targets)
+
+    def _loss(self, strategy, predicted: Tensor, target: Tensor) -> Tensor:
+        return strategy.ssl_method.distillation_loss(predicted, target)
+
+    def distillation_loss(self, strategy) -> Tensor:
+        """``0.5 * (D(g(z1), zbar1) + D(g(z2), zbar2))`` for the current iteration."""
+        assert self.frozen_backbone is not None and self.frozen_ssl is not None
+        predictor = getattr(strategy.model, self.predictor_attribute)
+        return 0.5 * sum(self._loss(strategy, predictor(z), t) for z, t in self._pairs(strategy))
 
     def before_backward(self, strategy, **kwargs):
         self.last_penalty = None
@@ -129,3 +145,63 @@ class CaSSLePlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy, **kwargs):
         self.frozen_backbone = self.frozen_ssl = None  # free the copy between tasks
+
+
+@dataclass
+class PFRConfig:
+    """The ``pfr`` configuration section.
+
+    Attributes:
+        lam: weight of the regularisation term (1.0, not tuned).
+        hidden_dim: hidden width of the temporal projector (``None``: the feature dimension).
+    """
+
+    lam: float = 1.0
+    hidden_dim: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        check_number("lam", self.lam, at_least=0)
+        check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
+
+
+class PFRPlugin(CaSSLePlugin):
+    """Projected functional regularisation (Gomez-Villa et al., "Continually Learning
+    Self-Supervised Representations with Projected Functional Regularization", CVPRW 2022).
+
+    From the second task on, a trainable temporal projector ``p`` maps the current backbone
+    features ``h`` of each view to those of the frozen end-of-previous-task backbone
+    ``hbar`` (in eval mode, without autograd), and the loss gets
+    ``lam * 0.5 * sum over views of -cos(p(h), hbar)``. It is CaSSLe's scheme on backbone
+    features with a cosine loss, without the SSL heads in the teacher.
+
+    Args:
+        lam: weight of the term (1.0).
+        hidden_dim: hidden width of the projector (default: the feature dimension).
+
+    Example:
+        >>> from avalanche_freeze.plugins import PFRPlugin
+        >>> PFRPlugin(lam=1.0).predictor_attribute
+        'pfr_predictor'
+    """
+
+    predictor_attribute = "pfr_predictor"
+    teacher_in_training_mode = False
+
+    def __init__(self, *, lam: float = PFRConfig.lam, hidden_dim: Optional[int] = PFRConfig.hidden_dim) -> None:
+        PFRConfig(lam=lam, hidden_dim=hidden_dim)
+        super().__init__(lam=lam, hidden_dim=hidden_dim)
+
+    def _predictor_dim(self, strategy) -> int:
+        return require_self_supervised(strategy, self).ssl_method.feature_dim
+
+    def before_training_exp(self, strategy, **kwargs):
+        super().before_training_exp(strategy, **kwargs)
+        self.frozen_ssl = None if self.frozen_backbone is None else nn.Identity()  # the heads are not needed
+
+    def _pairs(self, strategy):
+        with torch.no_grad():
+            targets = [self.frozen_backbone(v) for v in strategy.mb_views]
+        return zip(strategy.ssl_output.features, targets)
+
+    def _loss(self, strategy, predicted: Tensor, target: Tensor) -> Tensor:
+        return -F.cosine_similarity(predicted, target.detach(), dim=-1).mean()

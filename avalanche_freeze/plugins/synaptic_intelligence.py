@@ -2,17 +2,19 @@
 Learning Through Synaptic Intelligence", ICML 2017), as LUMP's SI baseline.
 
 Each parameter ``k`` of the backbone collects, while a task trains, the path integral of
-its contribution to the loss decrease, ``omega_k += -g_k * delta_k`` per optimizer step
-(``g_k`` the gradient that drove the step, ``delta_k`` the change the step made). At the
+its contribution to the decrease of the SSL loss, ``omega_k += -g_k * delta_k`` per optimizer
+step (``g_k`` the gradient of the SSL loss alone, without the SI penalty, as in the paper;
+``delta_k`` the change the step made). At the
 end of the task its importance grows by ``Omega_k += max(0, omega_k / (Delta_k^2 + xi))``
 (``Delta_k``: the parameter's change over the whole task), the anchor ``theta*_k`` moves
 to the current value and ``omega`` restarts. From the second task on the loss gets the
 penalty ``c * sum_k Omega_k * (theta_k - theta*_k)^2``.
 
-Differences from the LUMP reference code, on purpose: the penalty is *added* (the
-reference subtracts it), importances accumulate over tasks as in the paper (the
-reference overwrites them), and the path integral uses the actual parameter change
-(exact for SGD with momentum) instead of ``lr * g^2``.
+As LUMP's reference code (UCL, current version): the penalty is added, importances
+accumulate over tasks, ``c = 0.4`` and ``xi = 1``, and every gradient of the model is clipped
+to ``[-1, 1]`` before the optimizer step. Different on purpose: the path integral uses the
+actual parameter change (exact for SGD with momentum) and the SSL loss's own gradient, where
+the reference uses ``lr * g^2`` with the gradient of the penalised loss.
 """
 
 from __future__ import annotations
@@ -35,16 +37,20 @@ class SIConfig:
     """The ``si`` configuration section.
 
     Attributes:
-        c: strength of the penalty (1.0).
+        c: strength of the penalty (0.4, LUMP's value).
         xi: damping of the importance denominator (1.0, LUMP's value).
+        clip_value: every gradient of the model is clipped to ``[-clip_value, clip_value]``
+            before the step (1.0, as LUMP's reference; ``None``: no clipping).
     """
 
-    c: float = 1.0
+    c: float = 0.4
     xi: float = 1.0
+    clip_value: Optional[float] = 1.0
 
     def __post_init__(self) -> None:
         check_number("c", self.c, at_least=0)
         check_number("xi", self.xi, above=0)
+        check_number("clip_value", self.clip_value, above=0, optional=True)
 
 
 def _regularised_module(strategy) -> nn.Module:
@@ -60,8 +66,7 @@ class SIPlugin(SupervisedPlugin):
     and are not penalised.
 
     Args:
-        c: strength of the penalty (1.0).
-        xi: damping of the importance denominator (1.0, LUMP's value).
+        c, xi, clip_value: see :class:`SIConfig` (same defaults).
 
     Example:
         >>> from avalanche_freeze.plugins import SIPlugin
@@ -70,11 +75,13 @@ class SIPlugin(SupervisedPlugin):
         {}
     """
 
-    def __init__(self, *, c: float = SIConfig.c, xi: float = SIConfig.xi) -> None:
+    def __init__(self, *, c: float = SIConfig.c, xi: float = SIConfig.xi,
+                 clip_value: Optional[float] = SIConfig.clip_value) -> None:
         super().__init__()
-        SIConfig(c=c, xi=xi)
+        SIConfig(c=c, xi=xi, clip_value=clip_value)
         self.c = c
         self.xi = xi
+        self.clip_value = clip_value
         #: Omega per parameter name (accumulated over finished tasks).
         self.importance: Dict[str, Tensor] = {}
         #: theta* per parameter name: the values at the end of the last finished task, which
@@ -111,12 +118,19 @@ class SIPlugin(SupervisedPlugin):
         if self.last_penalty is not None:
             strategy.loss = strategy.loss + self.last_penalty
 
+    @torch.no_grad()
     def before_update(self, strategy, **kwargs):
         self._before_step, self._grads = {}, {}
         for name, p in _regularised_module(strategy).named_parameters():
             if p.grad is not None and p.requires_grad:
                 self._before_step[name] = p.detach().clone()
-                self._grads[name] = p.grad.detach().clone()
+                grad = p.grad.detach().clone()
+                if self.importance and name in self.importance:  # remove the penalty's 2 c Omega (theta - theta*)
+                    grad -= 2 * self.c * self.importance[name].to(p.device) * (p - self.anchor[name].to(p.device))
+                self._grads[name] = grad
+        if self.clip_value is not None:
+            torch.nn.utils.clip_grad_value_([p for p in strategy.model.parameters() if p.grad is not None],
+                                            self.clip_value)
 
     @torch.no_grad()
     def after_update(self, strategy, **kwargs):

@@ -88,6 +88,14 @@ class SSLMethod(nn.Module):
         """
         return self.criterion(a, b.detach())
 
+    def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """The loss CaSSLe distils with, between predicted and frozen-model projections.
+
+        Defaults to :meth:`pair_loss`; methods whose CaSSLe distiller differs override it
+        (the cosine methods use ``2 - 2 cos``, VICReg the mean squared error).
+        """
+        return self.pair_loss(predicted, target)
+
     @property
     def projection_dim(self) -> int:
         """Output dimension of :meth:`project`."""

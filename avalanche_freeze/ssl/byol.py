@@ -6,10 +6,11 @@ import copy
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import BYOLPredictionHead, BYOLProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
-from torch import nn
+from torch import Tensor, nn
 
 from .base import SSLMethod, SSLOutput
 
@@ -79,3 +80,7 @@ class BYOL(SSLMethod):
     def after_update(self, backbone: nn.Module) -> None:
         update_momentum(backbone, self.target_backbone, m=self.momentum)
         update_momentum(self.projector, self.target_projector, m=self.momentum)
+
+    def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """CaSSLe's predictive distiller: ``2 - 2 cos(p, sg(z))``."""
+        return 2 - 2 * F.cosine_similarity(predicted, target.detach(), dim=-1).mean()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch.nn.functional as F
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules.heads import ProjectionHead, SimSiamPredictionHead
-from torch import nn
+from torch import Tensor, nn
 
 from .base import SSLMethod, SSLOutput
 
@@ -57,3 +58,7 @@ class SimSiam(SSLMethod):
         p1, p2 = self.predictor(z1), self.predictor(z2)
         loss = 0.5 * (self.criterion(p1, z2.detach()) + self.criterion(p2, z1.detach()))
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
+
+    def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """CaSSLe's predictive distiller: ``2 - 2 cos(p, sg(z))``."""
+        return 2 - 2 * F.cosine_similarity(predicted, target.detach(), dim=-1).mean()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+import torch.nn.functional as F
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
-from torch import nn
+from torch import Tensor, nn
 
 from .base import SSLMethod
 
@@ -48,3 +49,7 @@ class VICReg(SSLMethod):
         super().__init__(feature_dim=feature_dim, projection_dim=proj_dim)
         self.projector = VICRegProjectionHead(feature_dim, proj_dim, proj_dim, num_layers=3)
         self.criterion = VICRegLoss(lambda_param=lambda_inv, mu_param=mu_var, nu_param=nu_cov)
+
+    def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
+        """CaSSLe's predictive-MSE distiller: VICReg's invariance term, the mean squared error."""
+        return F.mse_loss(predicted, target.detach())

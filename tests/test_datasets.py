@@ -98,3 +98,44 @@ def test_benchmark_from_datasets_splits_classes_in_order():
     with pytest.raises(ValueError, match="must be a permutation of 0..5"):
         benchmark_from_datasets(data, data, name="toy", n_experiences=3, class_order=[0, 1, 2, 3, 4, 4],
                                 image_size=4, channels=1, mean=(0.5,), std=(0.5,))
+
+
+def test_cifar_labels_out_of_range_are_named(tmp_path):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        labels = list(range(10)) + ([12] if name == "data_batch_3" else [])
+        data = np.zeros((len(labels), 3 * 32 * 32), dtype=np.uint8)
+        with open(folder / name, "wb") as f:
+            pickle.dump({"data": data, "labels": labels}, f)
+    with pytest.raises(DatasetError, match=r"data_batch_3 holds label 12; expected labels 0..9"):
+        make_benchmark("cifar10", data_root=str(tmp_path))
+
+
+def test_tiny_imagenet_with_too_few_classes_is_named(tmp_path):
+    root = tmp_path / "tiny-imagenet-200"
+    (root / "train").mkdir(parents=True)
+    (root / "val").mkdir()
+    (root / "wnids.txt").write_text("\n".join(f"n{i:08d}" for i in range(5)))
+    (root / "val" / "val_annotations.txt").write_text("")
+    with pytest.raises(DatasetError, match=r"wnids.txt lists 5 classes; the benchmark needs 100"):
+        make_benchmark("tinyimagenet", data_root=str(tmp_path))
+
+
+def test_augmentation_follows_the_reference_per_image_size():
+    from avalanche_freeze.augmentations import TwoViewAugmentation
+
+    def blurs(size):
+        aug = TwoViewAugmentation(image_size=size, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3)
+        return [m for m in aug.strong if type(m).__name__ == "RandomGaussianBlur"]
+
+    assert blurs(32) == []  # CIFAR: no blur
+    (blur,) = blurs(64)  # Tiny-ImageNet: kernel 64 // 20 * 2 + 1 = 7, p = 0.5
+    assert blur.p == 0.5 and tuple(blur.flags["kernel_size"]) == (7, 7)
+    aug = TwoViewAugmentation(image_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, brightness=0.8, hue=0.2)
+    jitter = aug.strong[2]
+    assert jitter.brightness == pytest.approx(0.8) and jitter.hue == pytest.approx(0.2)

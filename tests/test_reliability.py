@@ -268,6 +268,7 @@ def test_wandb_unreachable_falls_back_to_offline(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WANDB_SILENT", "true")
     import wandb
 
+    wandb.teardown()  # forget settings earlier tests of this process gave wandb (offline mode)
     cfg = ExperimentConfig.from_sources(overrides=["wandb.enabled=true", "wandb.init_timeout=3"])
     try:
         logger = make_wandb_logger(cfg, tmp_path)

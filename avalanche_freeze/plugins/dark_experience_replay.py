@@ -8,8 +8,8 @@ with a non-empty buffer adds
 
     ``alpha * mean((backbone(T(buffer_raw)) - buffer_features)^2)``
 
-to the loss, with ``T`` the light crop + flip + normalise of LUMP's buffer. The buffer
-is offered every batch after every iteration (reservoir sampling over the whole stream).
+to the loss, with ``T`` LUMP's buffer transform (random resized crop 0.08-1, flip, normalise).
+The buffer is offered every batch after every iteration (reservoir sampling over the whole stream).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ Each training iteration with a non-empty buffer draws one ``lambda ~ Beta(alpha,
 and ``B`` buffer samples (``B`` = batch size, capped by the buffer size, without
 replacement), and replaces the two views of the batch with
 
-* ``mixed1 = lambda * view1 + (1 - lambda) * T(buffer_raw)`` (``T``: light crop, flip, normalise),
+* ``mixed1 = lambda * view1 + (1 - lambda) * T(buffer_raw)`` (``T``: the reference's random
+  resized crop with scale 0.08-1, bicubic, then flip and normalise),
 * ``mixed2 = lambda * view2 + (1 - lambda) * buffer_view2``,
 
 so the SSL loss is computed on the mixed pair only (truncated to ``B`` samples

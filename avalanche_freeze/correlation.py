@@ -152,12 +152,17 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
     """Linear CKA between ``[n, d1]`` and ``[n, d2]`` feature matrices (rows = samples).
 
     Returns a value in ``[0, 1]``; 1 for identical features and for features
-    that differ by an orthogonal transform or an isotropic scaling.
+    that differ by an orthogonal transform or an isotropic scaling. Computed in the
+    ``n x n`` Gram form ``<K, L>_F / (||K||_F ||L||_F)`` with ``K = Xc Xc^T`` and
+    ``L = Yc Yc^T`` (centred features), equal to the ``d x d`` form
+    ``||Yc^T Xc||_F^2 / (||Xc^T Xc||_F ||Yc^T Yc||_F)`` but needing ``n^2`` memory instead of
+    ``d^2``: a full-width stem's flattened output (``d = 64 * 32 * 32``) would need ~34 GB.
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"expected [n, d] matrices with the same n; got {tuple(x.shape)} and {tuple(y.shape)}")
     x = x.double() - x.double().mean(0, keepdim=True)
     y = y.double() - y.double().mean(0, keepdim=True)
-    cross = float(torch.linalg.matrix_norm(y.T @ x) ** 2)
-    norm = float(torch.linalg.matrix_norm(x.T @ x) * torch.linalg.matrix_norm(y.T @ y))
+    k, gram_y = x @ x.T, y @ y.T
+    cross = float((k * gram_y).sum())
+    norm = float(torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(gram_y))
     return 0.0 if norm == 0.0 else min(1.0, cross / norm)

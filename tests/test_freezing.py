@@ -113,6 +113,13 @@ def test_subspace_basis_respects_energy_and_stays_orthonormal():
     assert torch.allclose(u.T @ u, torch.eye(u.shape[1]), atol=1e-4)
 
 
+def test_cka_gram_form_equals_the_feature_form():
+    x, y = torch.randn(20, 300), torch.randn(20, 7) @ torch.randn(7, 500)
+    xc, yc = x.double() - x.double().mean(0), y.double() - y.double().mean(0)
+    feature_form = float((yc.T @ xc).norm() ** 2 / ((xc.T @ xc).norm() * (yc.T @ yc).norm()))
+    assert linear_cka(x, y) == pytest.approx(feature_form, rel=1e-9)
+
+
 def test_cka_identity_and_orthogonal_invariance():
     x = torch.randn(64, 10)
     q, _ = torch.linalg.qr(torch.randn(10, 10))

@@ -194,3 +194,26 @@ def test_plugin_works_with_avalanche_naive(tiny_bench):
     strategy.train(tiny_bench.benchmark.train_stream[1])
     assert net.num_frozen_units > 0
     assert all(p.grad is None for u in net.units[: net.num_frozen_units] for p in u.parameters())
+
+
+def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_for_noise():
+    from avalanche_freeze.benchmarks import benchmark_from_datasets
+
+    from .conftest import synthetic_images
+
+    bench = benchmark_from_datasets(synthetic_images(200, seed=0), synthetic_images(16, seed=1), name="synthetic",
+                                    n_experiences=5, class_order=list(range(10)), image_size=16, channels=1,
+                                    mean=(0.3,), std=(0.3,))
+    plugin = CorrelationFreezePlugin(n_samples=64, normalize=True, tau=1.0)
+    s = make_strategy(bench, [plugin], train_epochs=2)
+    s.train(bench.benchmark.train_stream[0])
+    assert len(plugin.ceilings) == len(s.backbone.units)  # from held-out samples of the finished task
+    data = bench.benchmark.train_stream[0].dataset.eval()
+    unseen = s.augmentation.normalize(torch.stack([data[i][0] for i in range(200, 264)]))  # neither basis nor ceiling
+    floor_noise = s.augmentation.normalize(torch.rand(unseen.shape))
+    other_noise = s.augmentation.normalize(torch.rand(unseen.shape))
+    same = plugin.normalized_scores(s.backbone, unseen, floor_noise)
+    noise = plugin.normalized_scores(s.backbone, other_noise, floor_noise)
+    raw_noise = plugin.raw_scores(s.backbone, other_noise)
+    assert min(same) > 0.9 and max(noise) < 0.1, (same, noise)
+    assert max(raw_noise) > 0.1  # the raw ratio of noise is not near 0: that is what the floor removes

@@ -52,6 +52,10 @@ class FreezeConfig:
             default) or ``channel`` (channel vectors at every position).
         center: subspace only: subtract the mean before building bases and scores (False).
         warmup_epochs: ``cka`` only: epochs trained on a new task before scoring (1).
+        normalize: subspace only: score each unit relative to what its estimator can reach,
+            ``(s - floor) / (ceiling - floor)`` clipped to ``[0, 1]``, with ``ceiling`` the score of
+            held-out samples of the task just finished against the merged basis and ``floor``
+            the score of uniform-noise images (False: the raw ratio, as before).
     """
 
     measure: str = "subspace"
@@ -63,6 +67,7 @@ class FreezeConfig:
     representation: str = "flatten"
     center: bool = False
     warmup_epochs: int = 1
+    normalize: bool = False
 
     def __post_init__(self) -> None:
         check_choice("measure", self.measure, MEASURES)
@@ -74,6 +79,7 @@ class FreezeConfig:
         check_choice("representation", self.representation, REPRESENTATIONS)
         check_choice("center", self.center, (False, True))
         check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
+        check_choice("normalize", self.normalize, (False, True))
 
 
 def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Parameter]) -> int:
@@ -122,7 +128,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
 
     Args:
         measure, tau, max_frozen_share, granularity, n_samples, energy, representation,
-            center, warmup_epochs: the options of :class:`FreezeConfig` (same defaults).
+            center, warmup_epochs, normalize: the options of :class:`FreezeConfig` (same defaults).
         seed: seed of the sample selection.
 
     Attributes:
@@ -146,12 +152,13 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         representation: str = FreezeConfig.representation,
         center: bool = FreezeConfig.center,
         warmup_epochs: int = FreezeConfig.warmup_epochs,
+        normalize: bool = FreezeConfig.normalize,
         seed: int = 0,
     ) -> None:
         super().__init__()
         FreezeConfig(measure=measure, tau=tau, max_frozen_share=max_frozen_share, granularity=granularity,
                      n_samples=n_samples, energy=energy, representation=representation, center=center,
-                     warmup_epochs=warmup_epochs)
+                     warmup_epochs=warmup_epochs, normalize=normalize)
         self.measure = measure
         self.tau = tau
         self.max_frozen_share = max_frozen_share
@@ -161,18 +168,26 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         self.representation = representation
         self.center = center
         self.warmup_epochs = warmup_epochs
+        self.normalize = normalize
         self.seed = seed
         self.bases: Dict[int, SubspaceBasis] = {}
+        #: Per unit: the score of held-out samples of the last finished task (``normalize`` only).
+        self.ceilings: Dict[int, float] = {}
         self.snapshot: Optional[nn.Module] = None
         self.compute_shares: Optional[List[float]] = None
         self.history: List[dict] = []
         self.tasks_done = 0
 
     # ----------------------------------------------------------------- data
-    def _samples(self, strategy, experience) -> Tensor:
+    def _samples(self, strategy, experience, *, held_out: bool = False) -> Optional[Tensor]:
+        """``n_samples`` images of ``experience`` (normalised); ``held_out``: the next ``n_samples``
+        of the same draw, disjoint from the first (``None`` when the task has no more)."""
         dataset = experience.dataset.eval()
         gen = torch.Generator().manual_seed(self.seed + experience.current_experience)
-        idx = torch.randperm(len(dataset), generator=gen)[: self.n_samples].tolist()
+        start = self.n_samples if held_out else 0
+        idx = torch.randperm(len(dataset), generator=gen)[start: start + self.n_samples].tolist()
+        if not idx:
+            return None
         # a private generator: iterating a DataLoader would otherwise draw from the global RNG
         loader = DataLoader(Subset(dataset, idx), batch_size=len(idx), shuffle=False, generator=gen)
         x = next(iter(loader))[0].to(strategy.device)
@@ -203,7 +218,10 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         if self.measure == "subspace":
             outs = self._unit_outputs(backbone, self._samples(strategy, strategy.experience))
             for i, out in enumerate(outs):
-                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(representation_matrix(out, self.representation, center=self.center))
+                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(self._matrix(out))
+            held_out = self._samples(strategy, strategy.experience, held_out=True) if self.normalize else None
+            if held_out is not None:
+                self.ceilings = dict(enumerate(self.raw_scores(backbone, held_out)))
         else:
             self.snapshot = copy.deepcopy(backbone).eval()
 
@@ -224,13 +242,37 @@ class CorrelationFreezePlugin(SupervisedPlugin):
                 self._decide(strategy, find_freezable_backbone(strategy.model))
 
     # ------------------------------------------------------------- decision
+    def _matrix(self, features: Tensor) -> Tensor:
+        return representation_matrix(features, self.representation, center=self.center)
+
+    def raw_scores(self, backbone: FreezableBackbone, x: Tensor) -> List[float]:
+        """Per block-level unit: the subspace ratio of the outputs on ``x`` against the old-task basis."""
+        outs = self._unit_outputs(backbone, x)
+        return [self.bases[i].ratio(self._matrix(o)) if i in self.bases else 0.0 for i, o in enumerate(outs)]
+
+    def normalized_scores(self, backbone: FreezableBackbone, x: Tensor, noise: Tensor) -> List[float]:
+        """Per unit: ``(s - floor) / (ceiling - floor)`` clipped to ``[0, 1]``, with ``s`` the raw score
+        of ``x``, ``floor`` that of the ``noise`` images and ``ceiling`` that of held-out samples of
+        the last finished task (1 where none were left)."""
+        raw, floors = self.raw_scores(backbone, x), self.raw_scores(backbone, noise)
+        return [min(1.0, max(0.0, (s - f) / max(self.ceilings.get(i, 1.0) - f, 1e-6)))
+                for i, (s, f) in enumerate(zip(raw, floors))]
+
+    def _noise_like(self, strategy, x: Tensor) -> Tensor:
+        """Uniform-noise images of ``x``'s shape, normalised as the data are."""
+        gen = torch.Generator().manual_seed(self.seed + 7919 * self.tasks_done)
+        noise = torch.rand(x.shape, generator=gen).to(x.device)
+        return strategy.augmentation.normalize(noise) if isinstance(strategy, SelfSupervisedState) else noise
+
     def _scores(self, strategy, backbone: FreezableBackbone) -> List[float]:
         x = self._samples(strategy, strategy.experience)
-        outs = self._unit_outputs(backbone, x)
         if self.compute_shares is None:
             self.compute_shares = unit_compute_shares(backbone, x[:1])
         if self.measure == "subspace":
-            return [self.bases[i].ratio(representation_matrix(o, self.representation, center=self.center)) if i in self.bases else 0.0 for i, o in enumerate(outs)]
+            if self.normalize:
+                return self.normalized_scores(backbone, x, self._noise_like(strategy, x))
+            return self.raw_scores(backbone, x)
+        outs = self._unit_outputs(backbone, x)
         assert self.snapshot is not None
         old = self._unit_outputs(self.snapshot, x)
         return [linear_cka(a.flatten(1), b.flatten(1)) for a, b in zip(old, outs)]
@@ -279,6 +321,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             "history": self.history,
             "tasks_done": self.tasks_done,
             "frozen_blocks": self.history[-1]["frozen_blocks"] if self.history else 0,
+            "ceilings": dict(self.ceilings),
         }
 
     def load_state_dict(self, state: dict, *, device: Union[str, torch.device, None] = None,
@@ -296,6 +339,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             self.snapshot = copy.deepcopy(find_freezable_backbone(backbone)).eval()
             self.snapshot.load_state_dict(state["snapshot"])
         self.compute_shares = state["compute_shares"]
+        self.ceilings = {int(i): c for i, c in state.get("ceilings", {}).items()}
         self.history = list(state["history"])
         self.tasks_done = state["tasks_done"]
         if backbone is not None:

@@ -150,25 +150,21 @@ class ProbeEvaluator(SupervisedPlugin):
         )
 
     @torch.no_grad()
-    def features(self, strategy, x: Tensor) -> Tensor:
-        """Backbone features of raw images ``x`` (evaluation normalisation, model in eval mode)."""
-        was_training = strategy.model.training
-        strategy.model.eval()
-        out = strategy.model(strategy.augmentation.normalize(x))
-        strategy.model.train(was_training)
-        return out
-
     def bank(self, strategy, exp_id: int) -> Tuple[Tensor, Tensor]:
-        """Backbone features and labels of training experience ``exp_id`` under the current model."""
+        """Backbone features (model in eval mode, evaluation normalisation) and labels of the
+        un-augmented images of training experience ``exp_id`` under the current model."""
         if exp_id not in self._banks:
             dataset = self._training_experience(exp_id).dataset.eval()
             # a private generator keeps evaluation from shifting the global RNG that drives training
             loader = DataLoader(dataset, batch_size=self.mb_size, shuffle=False, num_workers=self.num_workers,
                                 generator=torch.Generator())
+            was_training = strategy.model.training
+            strategy.model.eval()
             feats, labels = [], []
             for batch in loader:
-                feats.append(self.features(strategy, batch[0].to(strategy.device)))
+                feats.append(strategy.model(strategy.augmentation.normalize(batch[0].to(strategy.device))))
                 labels.append(torch.as_tensor(batch[1]).to(strategy.device))
+            strategy.model.train(was_training)
             self._banks[exp_id] = (torch.cat(feats), torch.cat(labels))
         return self._banks[exp_id]
 

@@ -82,19 +82,16 @@ def _check_output(args) -> Optional[str]:
     output: Path = args.output
     if not str(output).strip() or str(output) in (".", "./"):
         return "--output must name a directory for this run (not the current directory)"
-    if output.exists() and not output.is_dir():
-        return f"--output {output} is a file, not a directory"
-    blocker = next((p for p in output.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        return f"--output {output}: {blocker} is a file, not a directory"
+    nearest = next((p for p in (output, *output.parents) if p.exists()), Path("."))  # what exists of the path
+    if not nearest.is_dir():
+        return f"--output {output}{'' if nearest == output else f': {nearest}'} is a file, not a directory"
     if args.resume and not (output / CHECKPOINT_NAME).is_file():
         return f"--resume: {output} holds no checkpoint ({output / CHECKPOINT_NAME} does not exist)"
     if not args.resume and not args.overwrite and (output / CHECKPOINT_NAME).is_file():
         return (f"{output} already holds a run's checkpoint; pass --resume to continue it, --overwrite to start "
                 "over, or another --output")
-    probe = output if output.is_dir() else next((p for p in output.parents if p.exists()), Path("."))
-    if not os.access(probe, os.W_OK):
-        return f"--output {output}: cannot write in {probe}"
+    if not os.access(nearest, os.W_OK):
+        return f"--output {output}: cannot write in {nearest}"
     return None
 
 

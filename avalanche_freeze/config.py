@@ -40,6 +40,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import OmegaConfBaseException
 
 from .augmentations import AugmentConfig
 from .backbones import ModelConfig
@@ -192,6 +193,7 @@ def flatten(values: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------- internals
+@functools.lru_cache(maxsize=None)
 def _field_types(cls: type, prefix: str = "") -> Dict[str, Any]:
     """``{dotted key: type}`` of every leaf of a dataclass schema."""
     out: Dict[str, Any] = {}
@@ -255,11 +257,8 @@ def _merge(conf: DictConfig, values: Dict[str, Any], source: str) -> DictConfig:
             raise not_accepted(key, value, f"a mapping of {key}.* keys")
         else:
             raise ConfigError(f"{source}: unknown key {key!r}; accepted keys: {', '.join(types)}", key=key)
-    try:
+    try:  # every key is known by now: what OmegaConf refuses is a value of the wrong type
         return OmegaConf.merge(conf, nested)  # type: ignore[return-value]
-    except ConfigKeyError as exc:
-        raise ConfigError(f"{source}: unknown key {exc.full_key!r}; accepted keys: {', '.join(types)}",
-                          key=str(exc.full_key)) from None
     except OmegaConfBaseException as exc:
         key = str(exc.full_key)
         value = _get(nested, key)

@@ -227,7 +227,6 @@ class ProbeAccuracy(GenericPluginMetric[float, Accuracy]):
         self.probe = probe
         self.protocol = protocol
         self.emit_at = emit_at
-        self._suffix = "Exp" if emit_at == "experience" else "Stream"
         self.last_values: Dict[int, float] = {}
 
     def update(self, strategy) -> None:
@@ -253,7 +252,8 @@ class ProbeAccuracy(GenericPluginMetric[float, Accuracy]):
         return f"{self.probe.name}_{PROTOCOL_TAGS[self.protocol].lower()}"
 
     def __str__(self) -> str:
-        return f"{probe_metric_prefix(self.probe.name, self.protocol)}_{self._suffix}"
+        suffix = "Exp" if self.emit_at == "experience" else "Stream"
+        return f"{probe_metric_prefix(self.probe.name, self.protocol)}_{suffix}"
 
 
 def probe_accuracy_metrics(

@@ -30,6 +30,7 @@ import gzip
 import os
 import pickle
 import random
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -47,6 +48,7 @@ __all__ = [
     "DEBIAN_FASHION_MNIST",
     "DataConfig",
     "DatasetError",
+    "EVAL_SPLITS",
     "ImageTensorDataset",
     "SSLBenchmark",
     "benchmark_from_datasets",
@@ -60,6 +62,10 @@ FMNIST_FILES = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
+
+
+#: Accepted values of ``eval_split``.
+EVAL_SPLITS = ("test", "validation")
 
 
 class DatasetError(RuntimeError):
@@ -101,6 +107,9 @@ class DataConfig:
         shuffle_classes: shuffle the class order with the run's seed (False).
         max_train_per_task: cap on training images per task, class-balanced (2000; ``None``: all).
         max_test_per_task: cap on test images per task, class-balanced (1000; ``None``: all).
+        eval_split: what the evaluation stream holds: ``test`` (the test set, default) or
+            ``validation``: training images the run does not train on (as many per class as the
+            test split would have), for choosing thresholds and defaults without the test set.
     """
 
     benchmark: str = "fmnist"
@@ -109,9 +118,11 @@ class DataConfig:
     shuffle_classes: bool = False
     max_train_per_task: Optional[int] = 2000
     max_test_per_task: Optional[int] = 1000
+    eval_split: str = "test"
 
     def __post_init__(self) -> None:
         check_choice("benchmark", self.benchmark, BENCHMARKS)
+        check_choice("eval_split", self.eval_split, EVAL_SPLITS)
         if self.root is not None and not Path(self.root).is_dir():
             raise not_accepted("root", self.root, "an existing directory or null")
         for key in ("n_experiences", "max_train_per_task", "max_test_per_task"):
@@ -320,17 +331,42 @@ def _load_tinyimagenet(data_root: Optional[str], num_classes: int) -> Tuple[Imag
 
 
 def _subsample(ds: ImageTensorDataset, per_class: Optional[int], rng: random.Random) -> ImageTensorDataset:
-    if per_class is None:
-        return ds
+    return _subset(ds, _pick(ds, per_class, rng))
+
+
+def _pick(ds: ImageTensorDataset, per_class: Optional[int], rng: random.Random,
+          exclude: Sequence[int] = ()) -> List[int]:
+    """Sorted indices of at most ``per_class`` random images of each class (all when ``None``),
+    never one of ``exclude``."""
+    excluded = set(exclude)
     by_class: Dict[int, List[int]] = {}
     for i, t in enumerate(ds.targets):
-        by_class.setdefault(t, []).append(i)
+        if i not in excluded:
+            by_class.setdefault(t, []).append(i)
     keep: List[int] = []
     for c in sorted(by_class):
         idx = by_class[c]
-        keep.extend(sorted(rng.sample(idx, min(per_class, len(idx)))))
-    keep.sort()
-    return ImageTensorDataset(ds.images[keep], [ds.targets[i] for i in keep])
+        keep.extend(idx if per_class is None else sorted(rng.sample(idx, min(per_class, len(idx)))))
+    return sorted(keep)
+
+
+def _subset(ds: ImageTensorDataset, keep: Sequence[int]) -> ImageTensorDataset:
+    return ImageTensorDataset(ds.images[list(keep)], [ds.targets[i] for i in keep])
+
+
+def _validation_split(train: ImageTensorDataset, kept: List[int], per_class: int, rng: random.Random,
+                      num_classes: int) -> ImageTensorDataset:
+    """``per_class`` training images of each class that are not in ``kept`` (the training subset)."""
+    held = _pick(train, per_class, rng, exclude=kept)
+    counts = [0] * num_classes
+    for i in held:
+        counts[train.targets[i]] += 1
+    short = [c for c, n in enumerate(counts) if n < per_class]
+    if short:
+        raise not_accepted("data.eval_split", "validation",
+                           f"'test' here, or a smaller data.max_train_per_task: class {short[0]} has only "
+                           f"{counts[short[0]]} training images left after the training subset, {per_class} are needed")
+    return _subset(train, held)
 
 
 def _check_split(n_experiences: int, n_classes: int, name: str) -> None:
@@ -349,6 +385,7 @@ def make_benchmark(
     seed: int = 0,
     max_train_per_task: Optional[int] = None,
     max_test_per_task: Optional[int] = None,
+    eval_split: str = "test",
     download: bool = True,
     augmentation_options: Optional[Dict[str, Any]] = None,
 ) -> SSLBenchmark:
@@ -364,6 +401,8 @@ def make_benchmark(
         seed: seed of the class shuffle and of the subsampling.
         max_train_per_task: cap on training images per task (class-balanced), for quick runs.
         max_test_per_task: cap on test images per task (class-balanced).
+        eval_split: ``test`` (the evaluation stream is the test set) or ``validation`` (it is made of
+            training images not used for training, as many per class as the test split would have).
         download: Fashion-MNIST only: allow torchvision's download as a last resort.
         augmentation_options: options of the two-view augmentation (see
             :class:`~avalanche_freeze.augmentations.AugmentConfig`).
@@ -407,9 +446,15 @@ def make_benchmark(
                            "of a task: BatchNorm needs two samples)")
     if max_test_per_task is not None and max_test_per_task < cls_per_task:
         raise not_accepted("max_test_per_task", max_test_per_task, f"null or at least {cls_per_task} (one image per class)")
+    check_choice("eval_split", eval_split, EVAL_SPLITS)
     rng = random.Random(seed)
-    train = _subsample(train, None if max_train_per_task is None else max(1, max_train_per_task // cls_per_task), rng)
-    test = _subsample(test, None if max_test_per_task is None else max(1, max_test_per_task // cls_per_task), rng)
+    kept = _pick(train, None if max_train_per_task is None else max(1, max_train_per_task // cls_per_task), rng)
+    test_per_class = None if max_test_per_task is None else max(1, max_test_per_task // cls_per_task)
+    test = _subsample(test, test_per_class, rng)
+    if eval_split == "validation":
+        per_class = test_per_class or min(Counter(test.targets).values())
+        test = _validation_split(train, kept, per_class, random.Random(seed + 1), n_cls)
+    train = _subset(train, kept)
 
     if class_order is None:
         order = list(range(n_cls))

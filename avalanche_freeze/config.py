@@ -210,8 +210,10 @@ def _describe(hint: Any) -> str:
     args = typing.get_args(hint)
     if typing.get_origin(hint) is typing.Union and type(None) in args:
         return _describe(next(a for a in args if a is not type(None))) + " or null"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        hint, "a list of names" if typing.get_origin(hint) in (list, List) else "a mapping")
+    if typing.get_origin(hint) in (list, List):
+        inner = (typing.get_args(hint) or (str,))[0]
+        return "a list of lists of integers" if typing.get_origin(inner) in (list, List) else "a list of names"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(hint, "a mapping")
 
 
 def _undeprecate(values: Dict[str, Any], source: str) -> Dict[str, Any]:
@@ -260,7 +262,7 @@ def _merge(conf: DictConfig, values: Dict[str, Any], source: str) -> DictConfig:
     try:  # every key is known by now: what OmegaConf refuses is a value of the wrong type
         return OmegaConf.merge(conf, nested)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
-        key = str(exc.full_key)
+        key = str(exc.full_key).split("[")[0]  # "freeze.schedule[0]" -> the list's key
         value = _get(nested, key)
         raise not_accepted(key, value, _describe(types.get(key))) from None
 

@@ -33,7 +33,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-__all__ = ["SubspaceBasis", "channel_matrix", "flat_matrix", "REPRESENTATIONS", "linear_cka", "subspace_ratio"]
+__all__ = ["SubspaceBasis", "centered_gram", "channel_matrix", "cka_from_grams", "conv_input_patches", "energy_basis", "flat_matrix", "gradient_projection_ratio",
+           "REPRESENTATIONS", "linear_cka", "representation_matrix", "subspace_ratio"]
 
 
 REPRESENTATIONS = ("flatten", "channel")
@@ -148,6 +149,23 @@ class SubspaceBasis:
         self.basis = state["basis"]
 
 
+def centered_gram(x: Tensor) -> Tensor:
+    """The ``n x n`` Gram matrix ``Xc Xc^T`` of ``[n, ...]`` features (flattened, mean sample removed),
+    in float64: all that linear CKA needs to keep of a set of features."""
+    x = x.reshape(x.shape[0], -1).double()
+    x = x - x.mean(0, keepdim=True)
+    return x @ x.T
+
+
+def cka_from_grams(k: Tensor, gram_l: Tensor) -> float:
+    """Linear CKA ``<K, L>_F / (||K||_F ||L||_F)`` from two :func:`centered_gram` matrices."""
+    if k.shape != gram_l.shape or k.dim() != 2 or k.shape[0] != k.shape[1]:
+        raise ValueError(f"expected two n x n Gram matrices; got {tuple(k.shape)} and {tuple(gram_l.shape)}")
+    cross = float((k * gram_l).sum())
+    norm = float(torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(gram_l))
+    return 0.0 if norm == 0.0 else min(1.0, cross / norm)
+
+
 def linear_cka(x: Tensor, y: Tensor) -> float:
     """Linear CKA between ``[n, d1]`` and ``[n, d2]`` feature matrices (rows = samples).
 
@@ -160,9 +178,55 @@ def linear_cka(x: Tensor, y: Tensor) -> float:
     """
     if x.dim() != 2 or y.dim() != 2 or x.shape[0] != y.shape[0]:
         raise ValueError(f"expected [n, d] matrices with the same n; got {tuple(x.shape)} and {tuple(y.shape)}")
-    x = x.double() - x.double().mean(0, keepdim=True)
-    y = y.double() - y.double().mean(0, keepdim=True)
-    k, gram_y = x @ x.T, y @ y.T
-    cross = float((k * gram_y).sum())
-    norm = float(torch.linalg.matrix_norm(k) * torch.linalg.matrix_norm(gram_y))
-    return 0.0 if norm == 0.0 else min(1.0, cross / norm)
+    return cka_from_grams(centered_gram(x), centered_gram(y))
+
+
+# ------------------------------------------------------------------ input-patch (TRGP/GPM) reading
+def conv_input_patches(inputs: Tensor, conv: "torch.nn.Conv2d", *, max_columns: int = 65536) -> Tensor:
+    """The input patches a convolution multiplies with its kernel, as a ``[C_in*kh*kw, M]`` matrix.
+
+    ``inputs`` is the convolution's input ``[N, C_in, H, W]``; each column is one receptive
+    field (GPM's representation of a conv layer). When there are more than ``max_columns``
+    patches, an evenly strided subset is kept so the matrix stays small at any resolution.
+    """
+    cols = torch.nn.functional.unfold(inputs, conv.kernel_size, dilation=conv.dilation, padding=conv.padding,
+                                      stride=conv.stride)  # [N, D, L]
+    m = cols.permute(1, 0, 2).reshape(cols.shape[1], -1)
+    if m.shape[1] > max_columns:
+        m = m[:, torch.linspace(0, m.shape[1] - 1, max_columns, device=m.device).long()]
+    return m
+
+
+def energy_basis(gram: Tensor, energy: float) -> Tensor:
+    """Orthonormal basis ``[d, k]`` of the top eigenvectors of a Gram matrix ``R R^T`` that carry a
+    fraction ``energy`` of its trace (GPM's threshold rule on ``R``'s squared singular values)."""
+    values, vectors = torch.linalg.eigh(gram.double())
+    values, vectors = values.flip(0).clamp_min(0), vectors.flip(1)
+    total = float(values.sum())
+    if total == 0.0:
+        return torch.zeros(gram.shape[0], 0)
+    k = int(torch.searchsorted(torch.cumsum(values, 0), torch.tensor(energy * total, dtype=torch.float64,
+                                                                     device=values.device))) + 1
+    k = min(k, int((values > 1e-12 * total).sum()), gram.shape[0])
+    return vectors[:, :k].float().contiguous()
+
+
+def gradient_projection_ratio(basis: Tensor, gradient: Tensor) -> float:
+    """TRGP's correlation of a layer's gradient with an old task: ``||G U U^T||_F / ||G||_F``
+    (not squared) for a weight gradient ``G`` ``[C_out, D]`` and an orthonormal basis ``U``
+    ``[D, k]`` of the old task's input patches. 0.0 for an empty basis or a zero gradient.
+
+    Example:
+        >>> u = torch.eye(4)[:, :2]                   # the old task used input directions e0, e1
+        >>> round(gradient_projection_ratio(u, torch.tensor([[3.0, 4.0, 0.0, 0.0]])), 3)
+        1.0
+        >>> round(gradient_projection_ratio(u, torch.tensor([[1.0, 0.0, 1.0, 0.0]])), 3)
+        0.707
+    """
+    g = gradient.reshape(gradient.shape[0], -1).double()
+    norm = float(torch.linalg.matrix_norm(g))
+    if basis.shape[1] == 0 or norm == 0.0:
+        return 0.0
+    if basis.shape[0] != g.shape[1]:
+        raise ValueError(f"basis has dimension {basis.shape[0]} but the gradient rows have {g.shape[1]}")
+    return min(1.0, float(torch.linalg.matrix_norm(g @ basis.double().to(g.device))) / norm)

@@ -43,7 +43,7 @@ from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from .output_lock import OutputLock
 from .probes import make_probe
-from .recipes import build_plugins
+from .recipes import COMPONENTS, available_strategies, build_plugins, strategy_components
 from .results import RunResults, format_results_table
 from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
@@ -57,9 +57,14 @@ RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_t
 
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
-    """The dotted keys whose values differ between two configuration dicts, neutral keys aside."""
+    """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
+    sections of plugin components that the (common) recipe does not use are neutral too."""
     fa, fb = flatten(a), flatten(b)
-    return sorted(k for k in set(fa) | set(fb) if k not in RESULT_NEUTRAL_KEYS and fa.get(k) != fb.get(k))
+    unused: set = set()
+    if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
+        unused = set(COMPONENTS) - set(strategy_components(a["strategy"]))
+    return sorted(k for k in set(fa) | set(fb)
+                  if k not in RESULT_NEUTRAL_KEYS and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
 
 
 def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
@@ -121,7 +126,7 @@ class ExperimentRun:
                 data.benchmark, data_root=data.root, n_experiences=data.n_experiences,
                 shuffle_classes=data.shuffle_classes, seed=cfg.seed,
                 max_train_per_task=data.max_train_per_task, max_test_per_task=data.max_test_per_task,
-                augmentation_options=dataclasses.asdict(cfg.augment),
+                eval_split=data.eval_split, augmentation_options=dataclasses.asdict(cfg.augment),
             )
         except ConfigError as exc:
             raise exc.within("data") from None
@@ -209,9 +214,12 @@ class ExperimentRun:
             self.strategy.train(bench.train_stream[t])
             self.strategy.eval(bench.test_stream[: t + 1])
             freeze = self.plugins.get("freeze")
+            efficiency = dict(self.efficiency.last)
+            if freeze is not None and freeze.decision_seconds:
+                efficiency["FreezeDecisionTime_Exp"] = freeze.decision_seconds[-1]
             self.results.record_task(
                 t, {m.key: m.last_values for m in self.probe_metrics if m.emit_at == "experience"},
-                dict(self.efficiency.last), frozen_blocks=self.strategy.backbone.num_frozen_units,
+                efficiency, frozen_blocks=self.strategy.backbone.num_frozen_units,
                 freeze_history=freeze.history if freeze is not None else None,
             )
             self.next_task += 1

@@ -22,7 +22,8 @@ from .continual_metrics import SUMMARIES, as_rows, summarize
 __all__ = ["EFFICIENCY_TOTALS", "RunResults", "format_results_table", "format_table"]
 
 #: Efficiency values summed over tasks in ``efficiency_total``.
-EFFICIENCY_TOTALS = ("TrainTime_Exp", "FwdFLOPs_Exp", "BwdFLOPs_Exp", "Iterations_Exp")
+EFFICIENCY_TOTALS = ("TrainTime_Exp", "CountedTime_Exp", "FreezeDecisionTime_Exp", "FwdFLOPs_Exp", "BwdFLOPs_Exp",
+                     "Iterations_Exp")
 
 
 class RunResults:

@@ -1,34 +1,194 @@
-"""LUMP vs LUMP + progressive task-correlated freezing, side by side in one process.
+"""LUMP vs LUMP + the freezing rule, side by side, with fixed-schedule controls at equal frozen compute.
 
-Both arms use the same configuration, data and seed; only the strategy differs.
-Prints a table of totals and ratios (LUMP / LUMP+freeze) and ends with one
-machine-readable line:
+Every cell of the grid (SSL method x epochs per task) runs, for each seed, LUMP and LUMP +
+the freezing rule with the same configuration, data and seed; only the strategy differs.
+With ``--controls-at E`` (or ``SSL:E``), cells of E epochs per task (of that SSL method) also run four controls that freeze
+as much compute as the rule did in the same seed, without looking at the data (see
+:mod:`avalanche_freeze.freeze_schedules`): the same amount as one prefix fixed from task 2
+(``fixed2``) or from task 3 (``fixed3``), a FreezeOut-style schedule (``freezeout``) and
+random prefix lengths (``random``).
+
+Timing is kept honest: FLOPs and saved bytes are counted on sampled iterations
+(``metrics.flops_every``) whose time is kept out of the training time; the two arms
+alternate in order from seed to seed (even seeds: LUMP first), and the time ratio reported
+is the median over seeds. The rule's own cost (bases, gradient sums, scores, gate) is part
+of its training time and is reported separately.
+
+Prints one table per cell (mean +- std over seeds), writes ``bench.json`` and, with
+``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so
+an interrupted grid continues where it stopped. Ends with one machine-readable line
+(the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
 
 Usage:
-    python experiments/bench_freeze.py [--device cuda] [--config FILE] [--set key=value ...]
+    python experiments/bench_freeze.py [--config FILE] [--set key=value ...] [--device cuda]
+        [--ssl simsiam barlowtwins] [--epochs 3 10] [--seeds 0 1 2] [--controls-at [SSL:]EPOCHS ...]
+        [--plot FILE] [--output DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
+from typing import Dict, List, Optional
 
+from avalanche_freeze.backbones import CifarResNet18
+from avalanche_freeze.benchmarks import BENCHMARKS
 from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.experiment import ExperimentRun, run_or_reuse
+from avalanche_freeze.experiment import run_or_reuse
+from avalanche_freeze.freeze_schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
+from avalanche_freeze.plugins.correlation_freeze import unit_compute_shares
 from avalanche_freeze.results import format_table
 
+CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
+PROTOCOLS = ("knn_ci", "knn_ti")
 
-def _arm(files, overrides, strategy, output: Path, reuse: bool) -> dict:
-    cfg = ExperimentConfig.from_sources(files=files, overrides=list(overrides) + [f"strategy={strategy}"])
-    # the same directory layout as compare_strategies.py, so grids can share finished arms
-    arm_dir = output / strategy / f"seed{cfg.seed}"
-    if reuse:
-        return run_or_reuse(cfg, arm_dir)
-    return ExperimentRun.build(cfg, arm_dir, verbose=False).run()
+
+def _config(files, overrides: List[str]) -> ExperimentConfig:
+    return ExperimentConfig.from_sources(files=files, overrides=overrides)
+
+
+def _compute_shares(cfg: ExperimentConfig) -> List[float]:
+    import torch
+
+    spec = BENCHMARKS[cfg.data.benchmark]
+    net = CifarResNet18(width=cfg.model.width, in_channels=spec.channels)
+    return unit_compute_shares(net, torch.zeros(1, spec.channels, spec.image_size, spec.image_size))
+
+
+def _control_schedule(arm: str, rule: Dict, shares: List[float], seed: int) -> List[List[int]]:
+    iterations = [int(e["Iterations_Exp"]) for e in rule["efficiency"]]
+    history = rule.get("freeze_history", [])
+    target = frozen_compute(history, iterations, shares)
+    if arm == "fixed2":
+        return fixed_schedule(target, iterations, shares, from_task=1)
+    if arm == "fixed3":
+        return fixed_schedule(target, iterations, shares, from_task=2)
+    if arm == "freezeout":
+        return freezeout_schedule(target, iterations, shares, blocks=max((h["frozen_blocks"] for h in history),
+                                                                          default=0))
+    return random_schedule(target, iterations, shares, seed=seed)
+
+
+def _mean_std(values: List[float]) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
+
+
+def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], controls: bool,
+          output: Path) -> Dict:
+    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls; returns its summary."""
+    extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
+    base = _config(files, overrides + extra)
+    cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
+    shares = _compute_shares(base)
+    runs: Dict[str, List[Dict]] = {}
+    for i, seed in enumerate(seeds):
+        common = overrides + extra + [f"seed={seed}"]
+        order = ("lump", "lump_freeze") if i % 2 == 0 else ("lump_freeze", "lump")  # alternate for timing
+        done = {}
+        for strategy in order:
+            done[strategy] = run_or_reuse(_config(files, common + [f"strategy={strategy}"]),
+                                          cell_dir / strategy / f"seed{seed}")
+        runs.setdefault("lump", []).append(done["lump"])
+        runs.setdefault("rule", []).append(done["lump_freeze"])
+        if controls:
+            for arm in CONTROLS:
+                schedule = _control_schedule(arm, done["lump_freeze"], shares, seed)
+                cfg = _config(files, common + ["strategy=lump_freeze", f"freeze.schedule={json.dumps(schedule)}"])
+                result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
+                result["schedule"] = schedule
+                runs.setdefault(arm, []).append(result)
+    return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": seeds, "shares": shares,
+            "arms": {arm: _arm_summary(arm, rs, runs["lump"], shares) for arm, rs in runs.items()}}
+
+
+def _arm_summary(arm: str, results: List[Dict], lump: List[Dict], shares: List[float]) -> Dict:
+    tot = lambda r, k: r["efficiency_total"][k]  # noqa: E731
+    out: Dict = {"n": len(results)}
+    for key in PROTOCOLS:
+        out[f"acc_{key}"] = [100 * r["avg_acc"][key] for r in results]
+        out[f"forgetting_{key}"] = [100 * r["forgetting_max"][key] for r in results]
+    out["bwd_flops"] = [tot(r, "BwdFLOPs_Exp") for r in results]
+    out["bwd_ratio"] = [tot(lr, "BwdFLOPs_Exp") / tot(r, "BwdFLOPs_Exp") for r, lr in zip(results, lump)]
+    out["act_ratio"] = [tot(lr, "SavedActBytes_Iter_mean") / tot(r, "SavedActBytes_Iter_mean")
+                        for r, lr in zip(results, lump)]
+    out["time_ratio"] = [tot(lr, "TrainTime_Exp") / tot(r, "TrainTime_Exp") for r, lr in zip(results, lump)]
+    out["decision_s"] = [tot(r, "FreezeDecisionTime_Exp") if "FreezeDecisionTime_Exp" in r["efficiency_total"]
+                         else 0.0 for r in results]
+    out["train_s"] = [tot(r, "TrainTime_Exp") for r in results]
+    out["frozen_compute"] = [frozen_compute(r.get("freeze_history", []),
+                                            [int(e["Iterations_Exp"]) for e in r["efficiency"]], shares)
+                             for r in results]
+    out["frozen_blocks"] = [[e["frozen_blocks"] for e in r["efficiency"]] for r in results]
+    if arm in CONTROLS:
+        out["schedules"] = [r["schedule"] for r in results]
+    return out
+
+
+def _print_cell(cell: Dict) -> None:
+    rows = []
+    for arm, s in cell["arms"].items():
+        rows.append([arm, s["n"], _mean_std(s["acc_knn_ci"]), _mean_std(s["acc_knn_ti"]),
+                     _mean_std(s["forgetting_knn_ci"]), _mean_std(s["forgetting_knn_ti"]),
+                     f"{statistics.mean(s['bwd_ratio']):.3f}", f"{statistics.mean(s['act_ratio']):.3f}",
+                     f"{statistics.median(s['time_ratio']):.3f}", f"{statistics.mean(s['decision_s']):.1f}",
+                     " / ".join(",".join(map(str, b)) for b in s["frozen_blocks"])])
+    print(f"\n{cell['ssl']}, {cell['epochs']} epochs per task, seeds {cell['seeds']} (accuracy and forgetting in %, "
+          "mean +- std over seeds; ratios LUMP / arm: mean, time: median)")
+    print(format_table(["arm", "seeds", "kNN acc CI", "kNN acc TI", "forgetting CI", "forgetting TI",
+                        "bwd FLOPs ratio", "saved act. ratio", "time ratio", "decision s", "frozen blocks per task"],
+                       rows))
+
+
+def _line(cells: List[Dict]) -> str:
+    def mean_over(fn):
+        return statistics.mean(fn(c) for c in cells)
+
+    rule = lambda c: c["arms"]["rule"]  # noqa: E731
+    lump = lambda c: c["arms"]["lump"]  # noqa: E731
+    return (
+        f"backward_flops_ratio={mean_over(lambda c: statistics.mean(rule(c)['bwd_ratio'])):.3f} "
+        f"activation_bytes_ratio={mean_over(lambda c: statistics.mean(rule(c)['act_ratio'])):.3f} "
+        f"time_ratio={mean_over(lambda c: statistics.median(rule(c)['time_ratio'])):.3f} "
+        f"knn_acc_delta={mean_over(lambda c: statistics.mean(rule(c)['acc_knn_ci']) - statistics.mean(lump(c)['acc_knn_ci'])):.2f} "  # noqa: E501
+        f"forgetting_delta={mean_over(lambda c: statistics.mean(rule(c)['forgetting_knn_ci']) - statistics.mean(lump(c)['forgetting_knn_ci'])):.2f}"  # noqa: E501
+    )
+
+
+def plot(cells: List[Dict], path: Path) -> None:
+    """Accuracy (kNN, class-incremental) vs backward FLOPs per arm, mean and spread over seeds, one panel per cell."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
+    markers = {"lump": "s", "rule": "*", "fixed2": "o", "fixed3": "^", "freezeout": "D", "random": "x"}
+    for ax, cell in zip(axes[0], cells):
+        for arm, s in cell["arms"].items():
+            flops = [f / 1e12 for f in s["bwd_flops"]]
+            acc = s["acc_knn_ci"]
+            ax.errorbar(statistics.mean(flops), statistics.mean(acc),
+                        xerr=statistics.stdev(flops) if len(flops) > 1 else 0,
+                        yerr=statistics.stdev(acc) if len(acc) > 1 else 0,
+                        fmt=markers.get(arm, "o"), ms=10 if arm == "rule" else 6, capsize=3, label=arm)
+        ax.set_title(f"{cell['ssl']}, {cell['epochs']} epochs/task", fontsize=10)
+        ax.set_xlabel("backward TFLOPs (whole run)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("kNN accuracy, class-incr. (%)")
+    axes[0][-1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -36,56 +196,41 @@ def main(argv=None) -> int:
     p.add_argument("--config", action="append", default=[], type=Path, help="YAML config file (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--device", default=None, help="cpu or cuda (same as --set device=...)")
+    p.add_argument("--ssl", nargs="+", default=[None], help="SSL methods (default: the configured one)")
+    p.add_argument("--epochs", nargs="+", type=int, default=[None], help="epochs per task (default: configured)")
+    p.add_argument("--seeds", nargs="+", type=int, default=None, help="seeds (default: the configured seed)")
+    p.add_argument("--controls-at", nargs="*", default=[], metavar="[SSL:]EPOCHS",
+                   help="run the fixed-schedule controls in the cells with these epochs per task "
+                        "(optionally of one SSL method only, e.g. simsiam:10)")
+    p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")
     p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
-    p.add_argument("--reuse", action="store_true",
-                   help="reuse finished arms in --output (e.g. from compare_strategies.py) instead of running "
-                        "both side by side now; time ratios then compare runs made at different times")
     args = p.parse_args(argv)
     overrides = list(args.overrides) + ([f"device={args.device}"] if args.device else [])
     try:
-        ExperimentConfig.from_sources(files=args.config, overrides=overrides)
+        base = _config(args.config, overrides)
+        for ssl in args.ssl:
+            if ssl:
+                _config(args.config, overrides + [f"ssl.name={ssl}"])
     except ConfigError as exc:
         print(f"bench_freeze: error: {exc}", file=sys.stderr)
         return 2
-    lump = _arm(args.config, overrides, "lump", args.output, args.reuse)
-    freeze = _arm(args.config, overrides, "lump_freeze", args.output, args.reuse)
-
-    def tot(r, k):
-        return r["efficiency_total"][k]
-
-    rows = [
-        ("backward FLOPs (total)", tot(lump, "BwdFLOPs_Exp"), tot(freeze, "BwdFLOPs_Exp")),
-        ("forward FLOPs (total)", tot(lump, "FwdFLOPs_Exp"), tot(freeze, "FwdFLOPs_Exp")),
-        ("saved activations/iter (MiB, mean over tasks)", tot(lump, "SavedActBytes_Iter_mean") / 2**20,
-         tot(freeze, "SavedActBytes_Iter_mean") / 2**20),
-        ("training time (s)", tot(lump, "TrainTime_Exp"), tot(freeze, "TrainTime_Exp")),
-        ("throughput (img/s, mean over tasks)",
-         sum(e["Throughput_Exp"] for e in lump["efficiency"]) / len(lump["efficiency"]),
-         sum(e["Throughput_Exp"] for e in freeze["efficiency"]) / len(freeze["efficiency"])),
-    ]
-    if "PeakGPUMem_max" in lump["efficiency_total"]:
-        rows.append(("peak GPU memory (MiB)", tot(lump, "PeakGPUMem_max") / 2**20, tot(freeze, "PeakGPUMem_max") / 2**20))
-    print()
-    print(format_table(["metric", "LUMP", "LUMP+freeze", "ratio"],
-                       [[name, f"{a:.4g}", f"{b:.4g}", f"{a / b:.3f}" if b else None] for name, a, b in rows]))
-    accuracy_rows = []
-    for key in lump["avg_acc"]:
-        for label, field in (("final avg acc", "avg_acc"), ("forgetting (max)", "forgetting_max"),
-                             ("forgetting (last)", "forgetting_last")):
-            a, b = 100 * lump[field][key], 100 * freeze[field][key]
-            accuracy_rows.append([f"{label} [{key}]", a, b, b - a])
-    print()
-    print(format_table(["accuracy (%)", "LUMP", "LUMP+freeze", "delta"], accuracy_rows))
-    print("\nfrozen blocks per task (LUMP+freeze): " + ", ".join(str(e["frozen_blocks"]) for e in freeze["efficiency"]))
-    ratio = lambda k: tot(lump, k) / tot(freeze, k)  # noqa: E731
-    line = (
-        f"backward_flops_ratio={ratio('BwdFLOPs_Exp'):.3f} "
-        f"activation_bytes_ratio={ratio('SavedActBytes_Iter_mean'):.3f} "
-        f"time_ratio={ratio('TrainTime_Exp'):.3f} "
-        f"knn_acc_delta={100 * (freeze['avg_acc']['knn_ci'] - lump['avg_acc']['knn_ci']):.2f} "
-        f"forgetting_delta={100 * (freeze['forgetting_max']['knn_ci'] - lump['forgetting_max']['knn_ci']):.2f}"
-    )
-    (args.output / "bench.json").write_text(json.dumps({"lump": lump, "lump_freeze": freeze, "line": line}, indent=2))
+    seeds = args.seeds if args.seeds is not None else [base.seed]
+    cells = []
+    for ssl in args.ssl:
+        for epochs in args.epochs:
+            n_epochs, method = epochs or base.train.epochs, ssl or base.ssl.name
+            controls = str(n_epochs) in args.controls_at or f"{method}:{n_epochs}" in args.controls_at
+            cell = _cell(args.config, overrides, ssl, epochs, seeds, controls, args.output)
+            _print_cell(cell)
+            cells.append(cell)
+            if len(args.ssl) * len(args.epochs) > 1:
+                print(f"{cell['ssl']} e{cell['epochs']}: {_line([cell])}")
+    args.output.mkdir(parents=True, exist_ok=True)
+    line = _line(cells)
+    (args.output / "bench.json").write_text(json.dumps({"cells": cells, "line": line}, indent=2))
+    if args.plot:
+        plot(cells, args.plot)
+        print(f"\nplot written to {args.plot}")
     print(line)
     return 0
 

@@ -12,9 +12,11 @@ PY="${PY:-.venv/bin/python}"
 for bench in cifar10 cifar100 tinyimagenet; do
   "$PY" experiments/compare_strategies.py \
     --config "experiments/configs/$bench.yaml" --set "data.root=$DATA_ROOT" --set "ssl.name=$SSL" "$@" \
-    --strategies finetune si der cassle lump lump_freeze --seeds 0 1 2 \
+    --strategies finetune si der cassle pfr --seeds 0 1 2 \
     --output "runs/paper/$bench-$SSL"
-  "$PY" experiments/bench_freeze.py --reuse \
+  # LUMP, LUMP + the freezing rule, and the fixed-schedule controls at equal frozen compute
+  "$PY" experiments/bench_freeze.py \
     --config "experiments/configs/$bench.yaml" --set "data.root=$DATA_ROOT" --set "ssl.name=$SSL" "$@" \
-    --output "runs/paper/$bench-$SSL"  # reuses the seed-0 LUMP arms above
+    --seeds 0 1 2 --controls-at 200 --plot "runs/paper/$bench-$SSL/freeze_acc_vs_flops.png" \
+    --output "runs/paper/$bench-$SSL/freeze"
 done

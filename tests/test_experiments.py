@@ -41,7 +41,8 @@ def test_compare_strategies_prints_one_row_per_strategy_and_reuses_runs(tmp_path
 
 def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmnist_available, capsys):
     bench = _load("bench_freeze")
-    assert bench.main(["--output", str(tmp_path), *_sets("freeze.tau=0", "freeze.max_frozen_share=0.3")]) == 0
+    rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
+    assert bench.main(["--output", str(tmp_path), *_sets(*rule)]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
     pattern = (r"backward_flops_ratio=(\S+) activation_bytes_ratio=(\S+) time_ratio=(\S+) "
@@ -49,7 +50,30 @@ def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmni
     match = re.fullmatch(pattern, last)
     assert match, last
     assert float(match.group(1)) > 1.0 and float(match.group(2)) > 1.0  # task 2 ran with a frozen prefix
-    assert "frozen blocks per task (LUMP+freeze): 0, " in out
+    rule_row = next(line for line in out.splitlines() if line.startswith("rule "))
+    assert rule_row.rstrip().endswith(" 0,3")  # frozen blocks per task: none in task 1, 3 (the cap) after
+
+
+def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmnist_available, capsys):
+    bench = _load("bench_freeze")
+    rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
+    png = tmp_path / "acc_vs_flops.png"
+    argv = ["--output", str(tmp_path), "--controls-at", "1", "--plot", str(png), *_sets(*rule, "data.n_experiences=5")]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    arms = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
+    assert set(arms) == {"lump", "rule", "fixed2", "fixed3", "freezeout", "random"}
+    assert all(line in out for line in ("fixed2 ", "freezeout "))
+    target = arms["rule"]["frozen_compute"][0]
+    assert target > 0 and arms["lump"]["frozen_compute"][0] == 0
+    assert arms["fixed2"]["schedules"][0][0][:2] == [1, 0] and arms["fixed3"]["schedules"][0][0][:2] == [2, 0]
+    # the fixed prefixes can only approximate; FreezeOut and the random draw match it closely
+    for arm in ("freezeout", "random"):
+        assert abs(arms[arm]["frozen_compute"][0] - target) <= 0.25 * target, (arm, arms[arm]["frozen_compute"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    assert Image.open(png).size == (336, 288)  # one panel: 4.2 x 3.6 inches at 80 dpi
 
 
 @pytest.mark.slow

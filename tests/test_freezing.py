@@ -4,6 +4,7 @@ import copy
 
 import pytest
 import torch
+from avalanche.core import SupervisedPlugin
 from torch.utils.flop_counter import FlopCounterMode
 
 from avalanche_freeze.backbones import CifarResNet18
@@ -162,7 +163,7 @@ def test_plugin_restores_its_prefix_from_a_checkpoint():
 
 
 def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
-    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.5, n_samples=32)
+    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, tau=0.0, max_frozen_share=0.5, n_samples=32)
     s = make_strategy(tiny_bench, [plugin])
     net = s.backbone
     stream = tiny_bench.benchmark.train_stream
@@ -187,7 +188,7 @@ def test_plugin_works_with_avalanche_naive(tiny_bench):
 
     net = CifarResNet18(width=0.125, in_channels=1)
     model = torch.nn.Sequential(net, torch.nn.Linear(net.feature_dim, 10))
-    plugin = CorrelationFreezePlugin(tau=0.0, max_frozen_share=0.3, n_samples=32)
+    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, tau=0.0, max_frozen_share=0.3, n_samples=32)
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
                      train_mb_size=32, plugins=[plugin], evaluator=None)
     strategy.train(tiny_bench.benchmark.train_stream[0])
@@ -204,7 +205,7 @@ def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_fo
     bench = benchmark_from_datasets(synthetic_images(200, seed=0), synthetic_images(16, seed=1), name="synthetic",
                                     n_experiences=5, class_order=list(range(10)), image_size=16, channels=1,
                                     mean=(0.3,), std=(0.3,))
-    plugin = CorrelationFreezePlugin(n_samples=64, normalize=True, tau=1.0)
+    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, n_samples=64, normalize=True, tau=1.0)
     s = make_strategy(bench, [plugin], train_epochs=2)
     s.train(bench.benchmark.train_stream[0])
     assert len(plugin.ceilings) == len(s.backbone.units)  # from held-out samples of the finished task
@@ -217,3 +218,139 @@ def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_fo
     raw_noise = plugin.raw_scores(s.backbone, other_noise)
     assert min(same) > 0.9 and max(noise) < 0.1, (same, noise)
     assert max(raw_noise) > 0.1  # the raw ratio of noise is not near 0: that is what the floor removes
+
+
+# ------------------------------------------------------------------ the gradient (TRGP) measure
+def test_conv_input_patches_reproduce_the_convolution():
+    from avalanche_freeze.correlation import conv_input_patches
+
+    conv = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1, bias=False)
+    x = torch.randn(4, 3, 9, 9)
+    patches = conv_input_patches(x, conv)  # [27, 4 * 25]
+    out = (conv.weight.reshape(5, -1) @ patches).reshape(5, 4, 5, 5).permute(1, 0, 2, 3)
+    assert torch.allclose(out, conv(x), atol=1e-5)
+
+
+def test_energy_basis_keeps_the_directions_carrying_the_energy():
+    from avalanche_freeze.correlation import energy_basis
+
+    directions = torch.linalg.qr(torch.randn(10, 10))[0]
+    scales = torch.tensor([10.0, 5.0, 1.0, 0.1] + [0.0] * 6)
+    r = directions @ torch.diag(scales) @ torch.randn(10, 500)
+    basis = energy_basis(r @ r.T, 0.97)
+    assert basis.shape == (10, 2)  # 100 + 25 of 126 parts of the energy > 0.97; one direction is not
+    assert torch.allclose(basis.T @ basis, torch.eye(2), atol=1e-5)
+    assert energy_basis(r @ r.T, 0.999).shape[1] == 3
+
+
+def test_gradient_score_is_high_on_old_input_directions_and_low_on_new_ones():
+    """The stem of a 2-channel backbone: task A lights channel 0 only. A gradient computed on
+    channel-0 images lies in A's input-patch space (ratio ~1); one on channel-1 images does not (~0)."""
+    net = CifarResNet18(width=0.125, in_channels=2)
+    plugin = CorrelationFreezePlugin(measure="gradient", n_samples=16, energy=0.9999)
+    plugin.compute_shares = unit_compute_shares(net, torch.randn(1, 2, 16, 16))
+
+    def images(channel):
+        x = torch.zeros(16, 2, 16, 16)
+        x[:, channel] = torch.rand(16, 16, 16)
+        return x
+
+    plugin.add_task_bases(net, images(0))
+    assert len(plugin.patch_bases[0][0]) == 1  # stem: one conv, one old task
+    for channel, expected in ((0, 1.0), (1, 0.0)):
+        net.zero_grad()
+        net(images(channel)).pow(2).mean().backward()
+        plugin.start_window(net, images(channel))
+        plugin.accumulate_gradients(net)
+        assert plugin.gradient_scores(net)[0] == pytest.approx(expected, abs=0.02)
+
+
+# ------------------------------------------------------------------ the stability gate
+def test_gate_accepts_converged_units_and_refuses_a_reinitialised_one():
+    torch.manual_seed(0)
+    net = CifarResNet18(width=0.125, in_channels=1)
+    x, target = torch.rand(32, 1, 16, 16), torch.randn(32, net.feature_dim)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    net.train()
+
+    def steps(n):
+        for _ in range(n):
+            opt.zero_grad()
+            (net(x) - target).pow(2).mean().backward()
+            opt.step()
+
+    steps(300)  # a toy regression trained to convergence
+    plugin = CorrelationFreezePlugin(stability=0.99, n_samples=32)
+    plugin.start_window(net, x)
+    steps(16)
+    settled = plugin.stability_scores(net)
+    assert min(settled) >= 0.99, settled
+    plugin.start_window(net, x)
+    for m in net.units[3].modules():  # layer1.2's weights just re-initialised
+        if hasattr(m, "reset_parameters") and m is not net.units[3]:
+            m.reset_parameters()
+    after_reset = plugin.stability_scores(net)
+    assert min(after_reset[:3]) >= 0.99 and after_reset[3] < 0.99, after_reset
+
+
+# ------------------------------------------------------------------ decisions during a task
+class _OptimizerSpy(SupervisedPlugin):
+    """Records, at every training iteration, whether the stem's weights are in the optimizer."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem_in_optimizer = []
+
+    def before_training_iteration(self, strategy, **kwargs):
+        ids = {id(p) for g in strategy.optimizer.param_groups for p in g["params"]}
+        self.stem_in_optimizer.append((strategy.experience.current_experience,
+                                       id(strategy.backbone.units[0][0].weight) in ids))
+
+
+def test_mid_task_decision_takes_units_out_of_the_optimizer_at_that_iteration(tiny_bench):
+    spy = _OptimizerSpy()
+    plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=0.0, decide_every=3,
+                                     max_frozen_share=0.3, n_samples=16)
+    s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)  # 8 iterations per task
+    s.train(tiny_bench.benchmark.train_stream[0])
+    assert s.backbone.num_frozen_units == 0 and not plugin.history  # task 1: nothing to correlate with
+    s.train(tiny_bench.benchmark.train_stream[1])
+    task2 = [inside for exp, inside in spy.stem_in_optimizer if exp == 1]
+    assert task2 == [True] * 3 + [False] * 5  # frozen after the 3rd iteration, out from the 4th on
+    first = plugin.history[0]
+    assert first["experience"] == 1 and first["iteration"] == 3 and first["frozen_blocks"] > 0
+    assert [h["iteration"] for h in plugin.history] == [3, 6]
+    assert plugin.decision_seconds[1] > 0
+
+
+def test_gate_holds_back_units_that_still_move(tiny_bench):
+    plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=1.0, decide_every=2, n_samples=16)
+    s = make_strategy(tiny_bench, [plugin], train_mb_size=8, train_epochs=1)
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        s.train(exp)
+    assert s.backbone.num_frozen_units == 0  # CKA 1.0 is never reached while training
+    assert all(h["stability"] and max(h["stability"].values()) < 1.0 for h in plugin.history)
+
+
+def test_fixed_schedule_freezes_at_the_given_iteration(tiny_bench):
+    spy = _OptimizerSpy()
+    plugin = CorrelationFreezePlugin(schedule=[[1, 2, 3], [2, 0, 4]])
+    s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)
+    for exp in tiny_bench.benchmark.train_stream[:3]:
+        s.train(exp)
+    assert [inside for exp, inside in spy.stem_in_optimizer if exp == 1] == [True] * 2 + [False] * 6
+    assert [(h["experience"], h["iteration"], h["frozen_blocks"]) for h in plugin.history] == [(1, 2, 3), (2, 0, 4)]
+    assert s.backbone.num_frozen_units == 4
+
+
+@pytest.mark.parametrize("options, key", [
+    ({"measure": "gradient", "decide_every": 0}, "measure"),
+    ({"measure": "subspace", "decide_every": 0, "stability": 0.9}, "stability"),
+    ({"schedule": [[1, 2]]}, "schedule"),
+    ({"schedule": [[1, -2, 3]]}, "schedule"),
+])
+def test_inconsistent_freeze_options_are_refused_with_the_key(options, key):
+    from avalanche_freeze.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{key}="):
+        CorrelationFreezePlugin(**options)

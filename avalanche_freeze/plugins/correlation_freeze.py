@@ -1,10 +1,28 @@
 """Progressive task-correlated layer freezing (Yang et al., arXiv 2303.07477).
 
-At the start of every task after the first, the plugin scores each freezable
-unit of the backbone by how correlated its features on the new task are with
-the earlier tasks (see :mod:`avalanche_freeze.correlation`), and freezes the
-longest prefix of units whose scores all reach ``tau``, capped at a share of
-the backbone's forward compute. The frozen prefix only grows.
+On every task after the first, the plugin scores each freezable unit of the
+backbone by how correlated the new task is with the earlier ones (see
+:mod:`avalanche_freeze.correlation`) and freezes the longest prefix of units that
+pass, capped at a share of the backbone's forward compute. The frozen prefix only
+grows. Two decision timings:
+
+* ``decide_every = 0``: once, at the start of each task, before any update (the
+  paper's reconstructed rule; measures ``subspace`` and ``cka``);
+* ``decide_every = K`` (default): every ``K`` training iterations of each task after
+  the first, so that a unit that settles mid-task is frozen then. Here a unit must
+  also pass the **stability gate**: linear CKA between its outputs on fixed samples
+  of the task at the previous check and now must reach ``stability`` (a unit whose
+  features still move is not frozen, however correlated the tasks are).
+
+Measures: ``gradient`` (default; TRGP, Lin et al. ICLR 2022: the new task's
+SSL-loss gradient of every conv, accumulated over the last ``K`` iterations, projected
+onto each old task's basis of that conv's *input patches*; ratio
+``||G U U^T|| / ||G||``, the maximum over old tasks; a unit scores as its weakest conv),
+``subspace`` (flattened outputs against a merged old-task basis, optionally
+``normalize``-d between a noise floor and a same-task ceiling) and ``cka``.
+
+A ``schedule`` replaces the decision by a fixed list of ``(task, iteration, blocks)``
+freezes: the fixed-schedule controls of ``experiments/bench_freeze.py``.
 
 Freezing a unit means: ``requires_grad=False`` for its parameters, its
 parameters removed from the optimizer (with their momentum state), its
@@ -15,9 +33,10 @@ forward run under ``torch.no_grad()`` (no activations saved for backward).
 from __future__ import annotations
 
 import copy
+import time
 import warnings
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Union
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -27,39 +46,53 @@ from torch.utils.data import DataLoader, Subset
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
-from ..correlation import REPRESENTATIONS, SubspaceBasis, linear_cka, representation_matrix
+from ..correlation import (REPRESENTATIONS, SubspaceBasis, centered_gram, cka_from_grams, conv_input_patches,
+                           energy_basis, gradient_projection_ratio, linear_cka, representation_matrix)
 from ..protocols import SelfSupervisedState
-from ..validation import check_choice, check_number
+from ..validation import check_choice, check_number, not_accepted
 
 __all__ = ["CorrelationFreezePlugin", "FreezeConfig", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer",
            "unit_compute_shares"]
 
-MEASURES = ("subspace", "cka")
+MEASURES = ("gradient", "subspace", "cka")
 
 
 @dataclass
 class FreezeConfig:
-    """The ``freeze`` configuration section (defaults: METHOD.md section 3).
+    """The ``freeze`` configuration section.
+
+    The defaults (``gradient`` measure, ``tau``, ``stability``, ``decide_every``) were chosen
+    on validation data (unused training images of Split Fashion-MNIST), never on test
+    accuracy: see ``experiments/tune_freeze.py`` and the README.
 
     Attributes:
-        measure: ``subspace`` (default) or ``cka``.
-        tau: score threshold a unit must reach to be frozen (0.9).
+        measure: ``gradient`` (default), ``subspace`` or ``cka``.
+        tau: correlation a unit must reach to be frozen.
+        stability: minimum linear CKA between a unit's outputs (fixed samples of the current
+            task) at the previous check and now; 0 turns the gate off. Needs ``decide_every > 0``.
+        decide_every: decide every this many training iterations of each task after the first
+            (0: once at the start of each task, as the paper's reconstructed rule).
         max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
         granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
-        n_samples: samples of a task used to build bases and score units (256).
-        energy: subspace energy threshold ``eps`` (0.97).
+        n_samples: samples of a task used to build bases, scores and stability checks (256).
+        energy: energy threshold ``eps`` of the bases (0.97).
         representation: subspace only: ``flatten`` (each sample's output flattened,
             default) or ``channel`` (channel vectors at every position).
         center: subspace only: subtract the mean before building bases and scores (False).
-        warmup_epochs: ``cka`` only: epochs trained on a new task before scoring (1).
+        warmup_epochs: ``cka`` with ``decide_every = 0`` only: epochs trained on a new task before scoring (1).
         normalize: subspace only: score each unit relative to what its estimator can reach,
             ``(s - floor) / (ceiling - floor)`` clipped to ``[0, 1]``, with ``ceiling`` the score of
             held-out samples of the task just finished against the merged basis and ``floor``
-            the score of uniform-noise images (False: the raw ratio, as before).
+            the score of uniform-noise images (False: the raw ratio).
+        schedule: ``[[task, iteration, blocks], ...]``: instead of deciding, freeze the first
+            ``blocks`` block-level units at ``iteration`` of task ``task`` (0-based); a fixed
+            schedule for controls. Empty (default): the plugin decides.
     """
 
-    measure: str = "subspace"
+    measure: str = "gradient"
     tau: float = 0.9
+    stability: float = 0.99
+    decide_every: int = 16
     max_frozen_share: float = 1.0
     granularity: str = "block"
     n_samples: int = 256
@@ -68,10 +101,13 @@ class FreezeConfig:
     center: bool = False
     warmup_epochs: int = 1
     normalize: bool = False
+    schedule: List[List[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choice("measure", self.measure, MEASURES)
         check_number("tau", self.tau, at_least=0, at_most=1)
+        check_number("stability", self.stability, at_least=0, at_most=1)
+        check_number("decide_every", self.decide_every, at_least=0, integer=True)
         check_number("max_frozen_share", self.max_frozen_share, at_least=0, at_most=1)
         check_choice("granularity", self.granularity, GRANULARITIES)
         check_number("n_samples", self.n_samples, at_least=2, integer=True)
@@ -80,6 +116,17 @@ class FreezeConfig:
         check_choice("center", self.center, (False, True))
         check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
         check_choice("normalize", self.normalize, (False, True))
+        if self.decide_every == 0 and self.measure == "gradient":
+            raise not_accepted("measure", self.measure, "subspace or cka with decide_every=0 (the gradient "
+                               "measure reads the new task's gradients, so it needs decide_every > 0)")
+        if self.decide_every == 0 and self.stability > 0:
+            raise not_accepted("stability", self.stability, "0 with decide_every=0 (the gate compares a unit's "
+                               "outputs between two checks during a task, so it needs decide_every > 0)")
+        entries = [list(e) for e in self.schedule]
+        for entry in entries:
+            if len(entry) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in entry):
+                raise not_accepted("schedule", entry, "[task, iteration, blocks] entries of three non-negative "
+                                   "integers")
 
 
 def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Parameter]) -> int:
@@ -121,23 +168,28 @@ def unit_compute_shares(backbone: FreezableBackbone, example: Tensor) -> List[fl
 
 
 class CorrelationFreezePlugin(SupervisedPlugin):
-    """Freeze the task-correlated prefix of a :class:`~avalanche_freeze.backbones.FreezableBackbone`.
+    """Freeze the task-correlated, settled prefix of a :class:`~avalanche_freeze.backbones.FreezableBackbone`.
 
     Works with :class:`~avalanche_freeze.SelfSupervisedStrategy` (with or without LUMP) and
     with Avalanche's supervised strategies whose model contains the backbone.
 
     Args:
-        measure, tau, max_frozen_share, granularity, n_samples, energy, representation,
-            center, warmup_epochs, normalize: the options of :class:`FreezeConfig` (same defaults).
+        measure, tau, stability, decide_every, max_frozen_share, granularity, n_samples, energy,
+            representation, center, warmup_epochs, normalize, schedule: the options of
+            :class:`FreezeConfig` (same defaults).
         seed: seed of the sample selection.
 
     Attributes:
-        history: one dict per decision: ``experience``, ``scores`` (unit -> score),
-            ``frozen_units`` (names), ``frozen_blocks`` (block-level count), ``frozen_share``.
+        history: one dict per decision: ``experience``, ``iteration`` (within the task),
+            ``scores`` and ``stability`` (unit -> value; empty for a schedule), ``frozen_units``
+            (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``seconds`` (its cost).
+        decision_seconds: per task, the wall time spent in the plugin's own work (bases,
+            gradient sums, scores, gates), included in the task's training time.
 
     Example:
         >>> from avalanche_freeze.plugins import CorrelationFreezePlugin
-        >>> plugin = CorrelationFreezePlugin(tau=0.9, granularity="stage")
+        >>> plugin = CorrelationFreezePlugin(tau=0.5, stability=0.99, decide_every=20)
+        >>> control = CorrelationFreezePlugin(schedule=[[1, 0, 3]])   # stem + layer1 from task 2 on
     """
 
     def __init__(
@@ -145,6 +197,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         *,
         measure: str = FreezeConfig.measure,
         tau: float = FreezeConfig.tau,
+        stability: float = FreezeConfig.stability,
+        decide_every: int = FreezeConfig.decide_every,
         max_frozen_share: float = FreezeConfig.max_frozen_share,
         granularity: str = FreezeConfig.granularity,
         n_samples: int = FreezeConfig.n_samples,
@@ -153,14 +207,19 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         center: bool = FreezeConfig.center,
         warmup_epochs: int = FreezeConfig.warmup_epochs,
         normalize: bool = FreezeConfig.normalize,
+        schedule: Optional[Sequence[Sequence[int]]] = None,
         seed: int = 0,
     ) -> None:
         super().__init__()
-        FreezeConfig(measure=measure, tau=tau, max_frozen_share=max_frozen_share, granularity=granularity,
-                     n_samples=n_samples, energy=energy, representation=representation, center=center,
-                     warmup_epochs=warmup_epochs, normalize=normalize)
+        schedule = [[int(v) if not isinstance(v, bool) else v for v in e] for e in (schedule or [])]
+        FreezeConfig(measure=measure, tau=tau, stability=stability, decide_every=decide_every,
+                     max_frozen_share=max_frozen_share, granularity=granularity, n_samples=n_samples, energy=energy,
+                     representation=representation, center=center, warmup_epochs=warmup_epochs,
+                     normalize=normalize, schedule=schedule)
         self.measure = measure
         self.tau = tau
+        self.stability = stability
+        self.decide_every = decide_every
         self.max_frozen_share = max_frozen_share
         self.granularity = granularity
         self.n_samples = n_samples
@@ -169,14 +228,29 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         self.center = center
         self.warmup_epochs = warmup_epochs
         self.normalize = normalize
+        self.schedule = schedule
         self.seed = seed
+        #: ``subspace``: per unit, the merged basis of its flattened outputs on the old tasks.
         self.bases: Dict[int, SubspaceBasis] = {}
+        #: ``gradient``: per unit, per conv, one input-patch basis per old task.
+        self.patch_bases: Dict[int, List[List[Tensor]]] = {}
         #: Per unit: the score of held-out samples of the last finished task (``normalize`` only).
         self.ceilings: Dict[int, float] = {}
         self.snapshot: Optional[nn.Module] = None
         self.compute_shares: Optional[List[float]] = None
         self.history: List[dict] = []
+        self.decision_seconds: List[float] = []
         self.tasks_done = 0
+        # within a task (not checkpointed: checkpoints are taken between tasks)
+        self._iteration = 0
+        self._probe: Optional[Tensor] = None
+        self._reference: Optional[List[Tensor]] = None  # per unit: centred Gram matrix at the last check
+        self._grad_sums: Dict[int, List[Tensor]] = {}
+
+    @property
+    def deciding(self) -> bool:
+        """True when the plugin decides (no fixed ``schedule``)."""
+        return not self.schedule
 
     # ----------------------------------------------------------------- data
     def _samples(self, strategy, experience, *, held_out: bool = False) -> Optional[Tensor]:
@@ -201,49 +275,160 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         backbone.train(was_training)
         return outs
 
-    def _group_scores(self, backbone: FreezableBackbone, block_scores: List[float]) -> List[float]:
-        """Scores at the plugin's granularity (a stage scores as its weakest block)."""
+    def _group(self, backbone: FreezableBackbone, block_values: List[float]) -> List[float]:
+        """Values at the plugin's granularity (a stage takes its weakest block's value)."""
         if self.granularity == "block":
-            return block_scores
+            return block_values
         out, start = [], 0
         for end in backbone.unit_boundaries(granularity="stage"):
-            out.append(min(block_scores[start:end]))
+            out.append(min(block_values[start:end]))
             start = end
         return out
 
-    # ------------------------------------------------------------ callbacks
-    def after_training_exp(self, strategy, **kwargs):
-        backbone = find_freezable_backbone(strategy.model)
-        self.tasks_done += 1
-        if self.measure == "subspace":
-            outs = self._unit_outputs(backbone, self._samples(strategy, strategy.experience))
-            for i, out in enumerate(outs):
-                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(self._matrix(out))
-            held_out = self._samples(strategy, strategy.experience, held_out=True) if self.normalize else None
-            if held_out is not None:
-                self.ceilings = dict(enumerate(self.raw_scores(backbone, held_out)))
-        else:
-            self.snapshot = copy.deepcopy(backbone).eval()
+    @staticmethod
+    def _convs(unit: nn.Module) -> List[nn.Conv2d]:
+        return [m for m in unit.modules() if isinstance(m, nn.Conv2d)]
 
+    def _open_units(self, backbone: FreezableBackbone) -> List[int]:
+        """Units that may still be frozen: past the frozen prefix and within the compute cap."""
+        shares = self.compute_shares or [0.0] * len(backbone.units)
+        out, total = [], 0.0
+        for i, share in enumerate(shares):
+            total += share
+            if total > self.max_frozen_share + 1e-9:
+                break
+            if i >= backbone.num_frozen_units:
+                out.append(i)
+        return out
+
+    # ------------------------------------------------------------ callbacks
     def before_training_exp(self, strategy, **kwargs):
-        if self.measure == "cka" and self.tasks_done and 0 < strategy.train_epochs <= self.warmup_epochs:
+        if (self.deciding and self.measure == "cka" and self.decide_every == 0 and self.tasks_done
+                and 0 < strategy.train_epochs <= self.warmup_epochs):
             warnings.warn(f"CorrelationFreezePlugin(measure='cka', warmup_epochs={self.warmup_epochs}) decides after "
                           f"the warm-up epochs, but tasks train for {strategy.train_epochs}: nothing will be frozen",
                           RuntimeWarning)
         backbone = find_freezable_backbone(strategy.model)
         # keep earlier decisions applied (Avalanche's make_optimizer runs before this hook)
         self._apply(strategy, backbone, backbone.num_frozen_units)
-        if self.tasks_done and (self.measure == "subspace" or self.warmup_epochs == 0):
+        self._iteration = 0
+        self.decision_seconds.append(0.0)
+        if not self.deciding:
+            self._follow_schedule(strategy, backbone)
+            return
+        start = time.perf_counter()
+        if self.compute_shares is None:
+            self.compute_shares = unit_compute_shares(backbone, self._samples(strategy, strategy.experience)[:1])
+        if self.tasks_done and self.decide_every == 0 and (self.measure == "subspace" or self.warmup_epochs == 0):
             self._decide(strategy, backbone)
+        elif self.tasks_done and self.decide_every > 0:
+            self.start_window(backbone, self._samples(strategy, strategy.experience))
+        self.decision_seconds[-1] += time.perf_counter() - start
 
     def before_training_epoch(self, strategy, **kwargs):
-        if self.measure == "cka" and self.tasks_done and self.warmup_epochs > 0:
-            if strategy.clock.train_exp_epochs == self.warmup_epochs:
-                self._decide(strategy, find_freezable_backbone(strategy.model))
+        if self.deciding and self.measure == "cka" and self.decide_every == 0 and self.tasks_done \
+                and self.warmup_epochs > 0 and strategy.clock.train_exp_epochs == self.warmup_epochs:
+            self._decide(strategy, find_freezable_backbone(strategy.model))
 
-    # ------------------------------------------------------------- decision
+    def after_backward(self, strategy, **kwargs):
+        if self.deciding and self.measure == "gradient" and self.tasks_done and self.decide_every > 0:
+            start = time.perf_counter()
+            self.accumulate_gradients(find_freezable_backbone(strategy.model))
+            self.decision_seconds[-1] += time.perf_counter() - start
+
+    @torch.no_grad()
+    def accumulate_gradients(self, backbone: FreezableBackbone) -> None:
+        """``gradient`` measure: add the current weight gradients of every open unit's convs to the
+        sums the next decision scores (called after each backward pass)."""
+        for i in self._open_units(backbone):
+            grads = [c.weight.grad for c in self._convs(backbone.units[i])]
+            if any(g is None for g in grads):
+                continue
+            sums = self._grad_sums.get(i)
+            if sums is None:
+                self._grad_sums[i] = [g.detach().clone() for g in grads]
+            else:
+                for acc, g in zip(sums, grads):
+                    acc.add_(g)
+
+    def after_training_iteration(self, strategy, **kwargs):
+        self._iteration += 1
+        backbone = find_freezable_backbone(strategy.model)
+        if not self.deciding:
+            self._follow_schedule(strategy, backbone)
+        elif self.tasks_done and self.decide_every > 0 and self._iteration % self.decide_every == 0:
+            start = time.perf_counter()
+            self._decide(strategy, backbone)
+            self.decision_seconds[-1] += time.perf_counter() - start
+
+    def after_training_exp(self, strategy, **kwargs):
+        start = time.perf_counter()
+        backbone = find_freezable_backbone(strategy.model)
+        self.tasks_done += 1
+        self._probe, self._reference, self._grad_sums = None, None, {}
+        if self.deciding and self.measure == "subspace":
+            outs = self._unit_outputs(backbone, self._samples(strategy, strategy.experience))
+            for i, out in enumerate(outs):
+                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(self._matrix(out))
+            held_out = self._samples(strategy, strategy.experience, held_out=True) if self.normalize else None
+            if held_out is not None:
+                self.ceilings = dict(enumerate(self.raw_scores(backbone, held_out)))
+        elif self.deciding and self.measure == "gradient":
+            self.add_task_bases(backbone, self._samples(strategy, strategy.experience))
+        elif self.deciding:
+            self.snapshot = copy.deepcopy(backbone).eval()
+        self.decision_seconds[-1] += time.perf_counter() - start
+        publish = strategy.evaluator.publish_metric_value
+        exp = strategy.experience.current_experience
+        publish(MetricValue(self, f"Freeze_DecisionTime/Exp{exp:03d}", self.decision_seconds[-1],
+                            strategy.clock.train_iterations))
+
+    # ------------------------------------------------------------- measures
     def _matrix(self, features: Tensor) -> Tensor:
         return representation_matrix(features, self.representation, center=self.center)
+
+    @torch.no_grad()
+    def add_task_bases(self, backbone: FreezableBackbone, x: Tensor, *, chunk: int = 64) -> None:
+        """``gradient`` measure: one input-patch basis per conv of every open unit for the task just finished; bases of
+        units that can no longer be frozen (frozen or past the cap) are dropped."""
+        open_units = self._open_units(backbone)
+        self.patch_bases = {i: b for i, b in self.patch_bases.items() if i in open_units}
+        convs = {c: (i, j) for i in open_units for j, c in enumerate(self._convs(backbone.units[i]))}
+        grams: Dict[nn.Module, Tensor] = {}
+
+        def hook(module, inputs):
+            m = conv_input_patches(inputs[0], module).double()
+            grams[module] = grams[module] + m @ m.T if module in grams else m @ m.T
+
+        handles = [c.register_forward_pre_hook(hook) for c in convs]
+        try:
+            was_training = backbone.training
+            backbone.eval()
+            for part in x.split(chunk):
+                backbone.forward_units(part, upto=max(open_units) + 1 if open_units else 0)
+            backbone.train(was_training)
+        finally:
+            for h in handles:
+                h.remove()
+        for conv, (i, j) in convs.items():
+            per_conv = self.patch_bases.setdefault(i, [[] for _ in self._convs(backbone.units[i])])
+            per_conv[j].append(energy_basis(grams[conv], self.energy).cpu())
+
+    def gradient_scores(self, backbone: FreezableBackbone) -> List[float]:
+        """Per block-level unit: the weakest conv's ``max over old tasks of ||G U U^T|| / ||G||`` for
+        the gradients summed since the last check (1.0 for frozen units, 0.0 without gradients)."""
+        scores = []
+        for i in range(len(backbone.units)):
+            if i < backbone.num_frozen_units:
+                scores.append(1.0)
+                continue
+            sums, bases = self._grad_sums.get(i), self.patch_bases.get(i)
+            if sums is None or not bases:
+                scores.append(0.0)
+                continue
+            scores.append(min(max((gradient_projection_ratio(u.to(g.device), g) for u in per_task), default=0.0)
+                              for g, per_task in zip(sums, bases)))
+        return scores
 
     def raw_scores(self, backbone: FreezableBackbone, x: Tensor) -> List[float]:
         """Per block-level unit: the subspace ratio of the outputs on ``x`` against the old-task basis."""
@@ -265,9 +450,9 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         return strategy.augmentation.normalize(noise) if isinstance(strategy, SelfSupervisedState) else noise
 
     def _scores(self, strategy, backbone: FreezableBackbone) -> List[float]:
-        x = self._samples(strategy, strategy.experience)
-        if self.compute_shares is None:
-            self.compute_shares = unit_compute_shares(backbone, x[:1])
+        if self.measure == "gradient":
+            return self.gradient_scores(backbone)
+        x = self._probe if self._probe is not None else self._samples(strategy, strategy.experience)
         if self.measure == "subspace":
             if self.normalize:
                 return self.normalized_scores(backbone, x, self._noise_like(strategy, x))
@@ -277,48 +462,121 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         old = self._unit_outputs(self.snapshot, x)
         return [linear_cka(a.flatten(1), b.flatten(1)) for a, b in zip(old, outs)]
 
+    def start_window(self, backbone: FreezableBackbone, probe: Tensor) -> None:
+        """Begin checking a task: ``probe`` (fixed samples of it) and the units' outputs on them
+        now are the stability gate's reference; the gradient sums restart from zero."""
+        self._probe = probe
+        self._reference = self._unit_grams(backbone, probe) if self.stability > 0 else None
+        self._grad_sums = {}
+
+    def _unit_grams(self, backbone: FreezableBackbone, x: Tensor) -> List[Tensor]:
+        """Per unit, the centred ``n x n`` Gram matrix of its outputs on ``x`` (what the gate keeps:
+        ``n^2`` numbers a unit instead of its activations)."""
+        grams, was_training = [], backbone.training
+        backbone.eval()
+        with torch.no_grad():
+            for unit in backbone.units:  # one unit's activations alive at a time
+                x = unit(x)
+                grams.append(centered_gram(x))
+        backbone.train(was_training)
+        return grams
+
+    def stability_scores(self, backbone: FreezableBackbone) -> List[float]:
+        """Per block-level unit: linear CKA between its outputs on the task's fixed samples at the
+        previous check and now (1.0 without a gate); the reference moves to now."""
+        if self.stability == 0 or self._probe is None or self._reference is None:
+            return [1.0] * len(backbone.units)
+        now = self._unit_grams(backbone, self._probe)
+        values = [cka_from_grams(a, b) for a, b in zip(self._reference, now)]
+        self._reference = now
+        return values
+
+    # ------------------------------------------------------------- decision
     def _decide(self, strategy, backbone: FreezableBackbone) -> None:
-        block_scores = self._scores(strategy, backbone)
+        start = time.perf_counter()
         assert self.compute_shares is not None
-        scores = self._group_scores(backbone, block_scores)
+        scores = self._group(backbone, self._scores(strategy, backbone))
+        stable = self._group(backbone, self.stability_scores(backbone))
+        self._grad_sums = {}
         names = backbone.unit_names(granularity=self.granularity)
         ends = backbone.unit_boundaries(granularity=self.granularity)
         chosen = 0
-        for k, score in enumerate(scores):
+        for k, (score, steady) in enumerate(zip(scores, stable)):
             share = sum(self.compute_shares[: ends[k]])
-            if score < self.tau or share > self.max_frozen_share + 1e-9:
+            if share > self.max_frozen_share + 1e-9:
+                break
+            if ends[k] > backbone.num_frozen_units and (score < self.tau or steady < self.stability):
                 break
             chosen = ends[k]
         n_blocks = max(chosen, backbone.num_frozen_units)  # progressive: never unfreeze
         self._apply(strategy, backbone, n_blocks)
+        self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), dict(zip(names, stable)),
+                     time.perf_counter() - start)
+
+    def _follow_schedule(self, strategy, backbone: FreezableBackbone) -> None:
+        exp = strategy.experience.current_experience
+        due = [blocks for task, iteration, blocks in self.schedule if task == exp and iteration == self._iteration]
+        if not due:
+            return
+        n_blocks = min(max(max(due), backbone.num_frozen_units), len(backbone.units))
+        if self.compute_shares is None:
+            self.compute_shares = unit_compute_shares(backbone, self._samples(strategy, strategy.experience)[:1])
+        self._apply(strategy, backbone, n_blocks)
+        self._record(strategy, backbone, n_blocks, {}, {}, 0.0)
+
+    def _record(self, strategy, backbone: FreezableBackbone, n_blocks: int, scores: Dict[str, float],
+                stable: Dict[str, float], seconds: float) -> None:
+        assert self.compute_shares is not None
         share = sum(self.compute_shares[:n_blocks])
-        frozen_names = [n for n, e in zip(names, ends) if e <= n_blocks]
+        names = backbone.unit_names(granularity=self.granularity)
+        ends = backbone.unit_boundaries(granularity=self.granularity)
         record = {
             "experience": strategy.experience.current_experience,
-            "scores": dict(zip(names, scores)),
-            "frozen_units": frozen_names,
+            "iteration": self._iteration,
+            "scores": scores,
+            "stability": stable,
+            "frozen_units": [n for n, e in zip(names, ends) if e <= n_blocks],
             "frozen_blocks": n_blocks,
             "frozen_share": share,
+            "seconds": seconds,
         }
         self.history.append(record)
         x = strategy.clock.train_iterations
         exp = record["experience"]
         publish = strategy.evaluator.publish_metric_value
-        for name, s in record["scores"].items():
+        for name, s in scores.items():
             publish(MetricValue(self, f"Freeze_Score/{name}/Exp{exp:03d}", s, x))
+        if self.stability > 0:
+            for name, s in stable.items():
+                publish(MetricValue(self, f"Freeze_Stability/{name}/Exp{exp:03d}", s, x))
         publish(MetricValue(self, f"Freeze_Blocks/Exp{exp:03d}", n_blocks, x))
         publish(MetricValue(self, f"Freeze_ComputeShare/Exp{exp:03d}", share, x))
 
     def _apply(self, strategy, backbone: FreezableBackbone, n_blocks: int) -> None:
         apply_frozen_prefix(backbone, n_blocks, strategy.optimizer)
 
+    def memory_bytes(self) -> Dict[str, int]:
+        """Bytes the plugin holds, by part: ``bases`` (subspace and input-patch bases, kept across
+        tasks and checkpointed), ``snapshot`` (``cka``'s copy of the backbone), ``gate`` (the stability
+        reference, one ``n x n`` Gram matrix a unit, within a task) and ``gradient_sums`` (within a task)."""
+        size = lambda tensors: sum(t.numel() * t.element_size() for t in tensors)  # noqa: E731
+        return {
+            "bases": size([b.basis for b in self.bases.values() if b.basis is not None])
+            + size([u for convs in self.patch_bases.values() for per_task in convs for u in per_task]),
+            "snapshot": size(self.snapshot.state_dict().values()) if self.snapshot is not None else 0,
+            "gate": size(self._reference or []),
+            "gradient_sums": size([g for sums in self._grad_sums.values() for g in sums]),
+        }
+
     # ---------------------------------------------------------- checkpoints
     def state_dict(self) -> dict:
         return {
             "bases": {i: b.state_dict() for i, b in self.bases.items()},
+            "patch_bases": {i: [list(per_task) for per_task in convs] for i, convs in self.patch_bases.items()},
             "snapshot": None if self.snapshot is None else self.snapshot.state_dict(),
             "compute_shares": self.compute_shares,
             "history": self.history,
+            "decision_seconds": list(self.decision_seconds),
             "tasks_done": self.tasks_done,
             "frozen_blocks": self.history[-1]["frozen_blocks"] if self.history else 0,
             "ceilings": dict(self.ceilings),
@@ -333,6 +591,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             basis = SubspaceBasis(energy=self.energy)
             basis.load_state_dict(b)
             self.bases[int(i)] = basis
+        self.patch_bases = {int(i): [list(per_task) for per_task in convs]
+                            for i, convs in state.get("patch_bases", {}).items()}
         if (state["snapshot"] is not None or state["frozen_blocks"]) and backbone is None:
             raise ValueError("restoring the freezing plugin needs the backbone (backbone=...)")
         if state["snapshot"] is not None:
@@ -341,6 +601,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         self.compute_shares = state["compute_shares"]
         self.ceilings = {int(i): c for i, c in state.get("ceilings", {}).items()}
         self.history = list(state["history"])
+        self.decision_seconds = list(state.get("decision_seconds", []))
         self.tasks_done = state["tasks_done"]
         if backbone is not None:
             find_freezable_backbone(backbone).set_frozen_prefix(state["frozen_blocks"])

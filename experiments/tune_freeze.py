@@ -1,0 +1,82 @@
+"""Choose the freezing rule's defaults on validation data, never on test accuracy.
+
+Runs LUMP and LUMP + the freezing rule for each candidate setting on the *validation*
+split (``data.eval_split=validation``: training images the runs do not train on), one
+seed, and picks the candidate that freezes the most backward compute while its
+validation kNN accuracy (both protocols) stays within ``--tolerance`` points of LUMP
+and its forgetting (max definition, both protocols) is at most LUMP's plus the same
+tolerance. Prints a table and ends with one line naming the choice:
+
+    chosen=freeze.stability=0.995 backward_flops_ratio=X knn_ci_delta=D knn_ti_delta=E
+
+Usage:
+    python experiments/tune_freeze.py [--config FILE] [--set key=value ...]
+        [--candidate "freeze.stability=0.99"] ... [--tolerance 0.3] [--output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.experiment import run_or_reuse
+from avalanche_freeze.results import format_table
+
+DEFAULT_CANDIDATES = ("freeze.stability=0.99", "freeze.stability=0.995", "freeze.stability=0.998")
+PROTOCOLS = ("knn_ci", "knn_ti")
+
+
+def _run(files, overrides: List[str], label: str, output: Path) -> Dict:
+    cfg = ExperimentConfig.from_sources(files=files, overrides=overrides)
+    return run_or_reuse(cfg, output / label / f"seed{cfg.seed}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", action="append", default=[], type=Path, help="YAML config file (repeatable)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
+                   help=f"a setting of the rule to try (repeatable; default: {', '.join(DEFAULT_CANDIDATES)})")
+    p.add_argument("--tolerance", type=float, default=0.3, help="accuracy points a candidate may lose (0.3)")
+    p.add_argument("--output", type=Path, default=Path("runs/tune_freeze"))
+    args = p.parse_args(argv)
+    base = list(args.overrides) + ["data.eval_split=validation"]
+    candidates = args.candidate or list(DEFAULT_CANDIDATES)
+    try:
+        for c in candidates:
+            ExperimentConfig.from_sources(files=args.config, overrides=base + c.split(",") + ["strategy=lump_freeze"])
+    except ConfigError as exc:
+        print(f"tune_freeze: error: {exc}", file=sys.stderr)
+        return 2
+    lump = _run(args.config, base + ["strategy=lump"], "lump", args.output)
+    rows, eligible = [], []
+    for c in candidates:
+        r = _run(args.config, base + c.split(",") + ["strategy=lump_freeze"], "rule_" + c.replace("=", "-"),
+                 args.output)
+        ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / r["efficiency_total"]["BwdFLOPs_Exp"]
+        acc = {k: 100 * (r["avg_acc"][k] - lump["avg_acc"][k]) for k in PROTOCOLS}
+        fgt = {k: 100 * (r["forgetting_max"][k] - lump["forgetting_max"][k]) for k in PROTOCOLS}
+        ok = all(acc[k] >= -args.tolerance and fgt[k] <= args.tolerance for k in PROTOCOLS)
+        rows.append([c, f"{ratio:.3f}", acc["knn_ci"], acc["knn_ti"], fgt["knn_ci"], fgt["knn_ti"],
+                     ", ".join(str(e["frozen_blocks"]) for e in r["efficiency"]), "yes" if ok else "no"])
+        if ok:
+            eligible.append((ratio, c, acc))
+    print(format_table(["candidate", "bwd FLOPs ratio", "d acc CI", "d acc TI", "d fgt CI", "d fgt TI",
+                        "frozen blocks/task", "within tolerance"], rows))
+    if not eligible:
+        print("chosen=none (no candidate within tolerance of LUMP on the validation split)")
+        return 0
+    ratio, choice, acc = max(eligible)
+    line = (f"chosen={choice} backward_flops_ratio={ratio:.3f} "
+            f"knn_ci_delta={acc['knn_ci']:.2f} knn_ti_delta={acc['knn_ti']:.2f}")
+    (args.output / "tune.json").write_text(json.dumps({"rows": rows, "line": line}, indent=2))
+    print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,7 +19,7 @@ section            keys
 ``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``
 ``eval``           ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
 ``lump``           ``mem_size``, ``alpha``
-``freeze``         ``measure``, ``tau``, ``max_frozen_share``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``
+``freeze``         ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``schedule``
 ``si``, ``der``,   the baselines' options
 ``cassle``, ``pfr``,
 ``ewc``
@@ -135,8 +135,8 @@ class ExperimentConfig:
         if not (self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise not_accepted("device", self.device, "cpu, cuda, cuda:N")
         freeze = self.freeze
-        if ("freeze" in strategy_components(self.strategy) and freeze.measure == "cka"
-                and freeze.warmup_epochs >= self.train.epochs):
+        if ("freeze" in strategy_components(self.strategy) and freeze.measure == "cka" and freeze.decide_every == 0
+                and not freeze.schedule and freeze.warmup_epochs >= self.train.epochs):
             raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
                                f"fewer than train.epochs={self.train.epochs} (CKA scores after the warm-up epochs; "
                                "with as many, it would never decide)")

@@ -97,9 +97,10 @@ class SSLWandBLogger(WandBLogger):
             wandb.log({f"acc_matrix/{key}": table}, step=self.step)
         history = results.get("freeze_history")
         if history:
-            rows = [[h["experience"], h["frozen_blocks"], h["frozen_share"], ", ".join(h["frozen_units"]),
-                     ", ".join(f"{k}={v:.3f}" for k, v in h["scores"].items())] for h in history]
-            columns = ["task", "frozen_blocks", "frozen_share", "frozen_units", "scores"]
+            rows = [[h["experience"], h.get("iteration", 0), h["frozen_blocks"], h["frozen_share"],
+                     ", ".join(h["frozen_units"]), ", ".join(f"{k}={v:.3f}" for k, v in h["scores"].items()),
+                     ", ".join(f"{k}={v:.4f}" for k, v in h.get("stability", {}).items())] for h in history]
+            columns = ["task", "iteration", "frozen_blocks", "frozen_share", "frozen_units", "scores", "stability"]
             wandb.log({"freeze/decisions": wandb.Table(columns=columns, data=rows)}, step=self.step)
 
     def finish(self) -> None:

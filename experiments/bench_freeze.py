@@ -82,14 +82,15 @@ def _mean_std(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
-def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], controls: bool,
+def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
           output: Path) -> Dict:
-    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls; returns its summary."""
+    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``;
+    returns its summary."""
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
     shares = _compute_shares(base)
-    runs: Dict[str, List[Dict]] = {}
+    runs: Dict[str, Dict[int, Dict]] = {}
     for i, seed in enumerate(seeds):
         common = overrides + extra + [f"seed={seed}"]
         order = ("lump", "lump_freeze") if i % 2 == 0 else ("lump_freeze", "lump")  # alternate for timing
@@ -97,22 +98,25 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         for strategy in order:
             done[strategy] = run_or_reuse(_config(files, common + [f"strategy={strategy}"]),
                                           cell_dir / strategy / f"seed{seed}")
-        runs.setdefault("lump", []).append(done["lump"])
-        runs.setdefault("rule", []).append(done["lump_freeze"])
-        if controls:
+        runs.setdefault("lump", {})[seed] = done["lump"]
+        runs.setdefault("rule", {})[seed] = done["lump_freeze"]
+        if seed in control_seeds:
             for arm in CONTROLS:
                 schedule = _control_schedule(arm, done["lump_freeze"], shares, seed)
                 cfg = _config(files, common + ["strategy=lump_freeze", f"freeze.schedule={json.dumps(schedule)}"])
                 result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
                 result["schedule"] = schedule
-                runs.setdefault(arm, []).append(result)
+                runs.setdefault(arm, {})[seed] = result
     return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": seeds, "shares": shares,
             "arms": {arm: _arm_summary(arm, rs, runs["lump"], shares) for arm, rs in runs.items()}}
 
 
-def _arm_summary(arm: str, results: List[Dict], lump: List[Dict], shares: List[float]) -> Dict:
+def _arm_summary(arm: str, by_seed: Dict[int, Dict], lump_by_seed: Dict[int, Dict], shares: List[float]) -> Dict:
+    """Per-seed values of one arm; ratios against LUMP of the same seed."""
     tot = lambda r, k: r["efficiency_total"][k]  # noqa: E731
-    out: Dict = {"n": len(results)}
+    results = [by_seed[s] for s in sorted(by_seed)]
+    lump = [lump_by_seed[s] for s in sorted(by_seed)]
+    out: Dict = {"n": len(results), "seeds": sorted(by_seed)}
     for key in PROTOCOLS:
         out[f"acc_{key}"] = [100 * r["avg_acc"][key] for r in results]
         out[f"forgetting_{key}"] = [100 * r["forgetting_max"][key] for r in results]
@@ -136,7 +140,7 @@ def _arm_summary(arm: str, results: List[Dict], lump: List[Dict], shares: List[f
 def _print_cell(cell: Dict) -> None:
     rows = []
     for arm, s in cell["arms"].items():
-        rows.append([arm, s["n"], _mean_std(s["acc_knn_ci"]), _mean_std(s["acc_knn_ti"]),
+        rows.append([arm, ",".join(map(str, s["seeds"])), _mean_std(s["acc_knn_ci"]), _mean_std(s["acc_knn_ti"]),
                      _mean_std(s["forgetting_knn_ci"]), _mean_std(s["forgetting_knn_ti"]),
                      f"{statistics.mean(s['bwd_ratio']):.3f}", f"{statistics.mean(s['act_ratio']):.3f}",
                      f"{statistics.median(s['time_ratio']):.3f}", f"{statistics.mean(s['decision_s']):.1f}",
@@ -202,6 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--controls-at", nargs="*", default=[], metavar="[SSL:]EPOCHS",
                    help="run the fixed-schedule controls in the cells with these epochs per task "
                         "(optionally of one SSL method only, e.g. simsiam:10)")
+    p.add_argument("--control-seeds", nargs="+", type=int, default=None,
+                   help="seeds of the controls (default: all of --seeds)")
     p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")
     p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
     args = p.parse_args(argv)
@@ -220,7 +226,8 @@ def main(argv=None) -> int:
         for epochs in args.epochs:
             n_epochs, method = epochs or base.train.epochs, ssl or base.ssl.name
             controls = str(n_epochs) in args.controls_at or f"{method}:{n_epochs}" in args.controls_at
-            cell = _cell(args.config, overrides, ssl, epochs, seeds, controls, args.output)
+            control_seeds = (seeds if args.control_seeds is None else args.control_seeds) if controls else []
+            cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output)
             _print_cell(cell)
             cells.append(cell)
             if len(args.ssl) * len(args.epochs) > 1:

@@ -61,4 +61,5 @@ def fmnist_available():
 #: Settings of a tiny run of the command line on the embedded benchmark.
 TINY_SET = ["train.epochs=1", "data.max_train_per_task=128", "data.max_test_per_task=64", "train.batch_size=32",
             "model.width=0.125", "ssl.proj_dim=32", "ssl.pred_dim=8", "data.n_experiences=5", "eval.mb_size=256",
-            "freeze.n_samples=32", "lump.mem_size=64", "eval.knn_k=20", "metrics.flops_every=1"]
+            "freeze.n_samples=32", "lump.mem_size=64", "eval.knn_k=20", "metrics.flops_every=1",
+            "freeze.decide_every=2", "freeze.stability=0"]  # 4 iterations a task: decide twice, no gate

@@ -354,3 +354,18 @@ def test_inconsistent_freeze_options_are_refused_with_the_key(options, key):
 
     with pytest.raises(ConfigError, match=f"^{key}="):
         CorrelationFreezePlugin(**options)
+
+
+@pytest.mark.parametrize("reference, still_refused", [("task", True), ("check", False)])
+def test_gate_reference_task_remembers_a_move_and_check_forgets_it(reference, still_refused):
+    net = CifarResNet18(width=0.125, in_channels=1).eval()
+    x = torch.rand(32, 1, 16, 16)
+    plugin = CorrelationFreezePlugin(stability=0.99, gate_reference=reference, n_samples=32)
+    plugin.start_window(net, x)
+    for m in net.units[3].modules():  # layer1.2 moves once, between the start and the first check
+        if hasattr(m, "reset_parameters") and m is not net.units[3]:
+            m.reset_parameters()
+    assert plugin.stability_scores(net)[3] < 0.99
+    second = plugin.stability_scores(net)  # nothing moved since the first check
+    assert min(second[:3]) >= 0.99
+    assert (second[3] < 0.99) is still_refused, second

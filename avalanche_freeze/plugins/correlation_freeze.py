@@ -11,8 +11,9 @@ grows. Two decision timings:
 * ``decide_every = K`` (default): every ``K`` training iterations of each task after
   the first, so that a unit that settles mid-task is frozen then. Here a unit must
   also pass the **stability gate**: linear CKA between its outputs on fixed samples
-  of the task at the previous check and now must reach ``stability`` (a unit whose
-  features still move is not frozen, however correlated the tasks are).
+  of the task at the start of the task (``gate_reference="task"``) or at the previous
+  check (``"check"``) and now must reach ``stability`` (a unit whose features move is
+  not frozen, however correlated the tasks are).
 
 Measures: ``gradient`` (default; TRGP, Lin et al. ICLR 2022: the new task's
 SSL-loss gradient of every conv, accumulated over the last ``K`` iterations, projected
@@ -51,10 +52,11 @@ from ..correlation import (REPRESENTATIONS, SubspaceBasis, centered_gram, cka_fr
 from ..protocols import SelfSupervisedState
 from ..validation import check_choice, check_number, not_accepted
 
-__all__ = ["CorrelationFreezePlugin", "FreezeConfig", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer",
+__all__ = ["CorrelationFreezePlugin", "FreezeConfig", "GATE_REFERENCES", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer",
            "unit_compute_shares"]
 
 MEASURES = ("gradient", "subspace", "cka")
+GATE_REFERENCES = ("task", "check")
 
 
 @dataclass
@@ -69,7 +71,9 @@ class FreezeConfig:
         measure: ``gradient`` (default), ``subspace`` or ``cka``.
         tau: correlation a unit must reach to be frozen.
         stability: minimum linear CKA between a unit's outputs (fixed samples of the current
-            task) at the previous check and now; 0 turns the gate off. Needs ``decide_every > 0``.
+            task) at the gate's reference point and now; 0 turns the gate off. Needs ``decide_every > 0``.
+        gate_reference: ``task`` (the start of the current task: the unit must not have moved
+            since the task began) or ``check`` (the previous check: it must have stopped moving).
         decide_every: decide every this many training iterations of each task after the first
             (0: once at the start of each task, as the paper's reconstructed rule).
         max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
@@ -91,7 +95,8 @@ class FreezeConfig:
 
     measure: str = "gradient"
     tau: float = 0.9
-    stability: float = 0.99
+    stability: float = 0.999
+    gate_reference: str = "task"
     decide_every: int = 16
     max_frozen_share: float = 1.0
     granularity: str = "block"
@@ -107,6 +112,7 @@ class FreezeConfig:
         check_choice("measure", self.measure, MEASURES)
         check_number("tau", self.tau, at_least=0, at_most=1)
         check_number("stability", self.stability, at_least=0, at_most=1)
+        check_choice("gate_reference", self.gate_reference, GATE_REFERENCES)
         check_number("decide_every", self.decide_every, at_least=0, integer=True)
         check_number("max_frozen_share", self.max_frozen_share, at_least=0, at_most=1)
         check_choice("granularity", self.granularity, GRANULARITIES)
@@ -174,7 +180,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     with Avalanche's supervised strategies whose model contains the backbone.
 
     Args:
-        measure, tau, stability, decide_every, max_frozen_share, granularity, n_samples, energy,
+        measure, tau, stability, gate_reference, decide_every, max_frozen_share, granularity, n_samples, energy,
             representation, center, warmup_epochs, normalize, schedule: the options of
             :class:`FreezeConfig` (same defaults).
         seed: seed of the sample selection.
@@ -198,6 +204,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         measure: str = FreezeConfig.measure,
         tau: float = FreezeConfig.tau,
         stability: float = FreezeConfig.stability,
+        gate_reference: str = FreezeConfig.gate_reference,
         decide_every: int = FreezeConfig.decide_every,
         max_frozen_share: float = FreezeConfig.max_frozen_share,
         granularity: str = FreezeConfig.granularity,
@@ -212,13 +219,15 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     ) -> None:
         super().__init__()
         schedule = [[int(v) if not isinstance(v, bool) else v for v in e] for e in (schedule or [])]
-        FreezeConfig(measure=measure, tau=tau, stability=stability, decide_every=decide_every,
+        FreezeConfig(measure=measure, tau=tau, stability=stability, gate_reference=gate_reference,
+                     decide_every=decide_every,
                      max_frozen_share=max_frozen_share, granularity=granularity, n_samples=n_samples, energy=energy,
                      representation=representation, center=center, warmup_epochs=warmup_epochs,
                      normalize=normalize, schedule=schedule)
         self.measure = measure
         self.tau = tau
         self.stability = stability
+        self.gate_reference = gate_reference
         self.decide_every = decide_every
         self.max_frozen_share = max_frozen_share
         self.granularity = granularity
@@ -356,7 +365,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         backbone = find_freezable_backbone(strategy.model)
         if not self.deciding:
             self._follow_schedule(strategy, backbone)
-        elif self.tasks_done and self.decide_every > 0 and self._iteration % self.decide_every == 0:
+        elif (self.tasks_done and self.decide_every > 0 and self._iteration % self.decide_every == 0
+              and self._open_units(backbone)):  # nothing left to decide once the prefix reaches the cap
             start = time.perf_counter()
             self._decide(strategy, backbone)
             self.decision_seconds[-1] += time.perf_counter() - start
@@ -483,12 +493,14 @@ class CorrelationFreezePlugin(SupervisedPlugin):
 
     def stability_scores(self, backbone: FreezableBackbone) -> List[float]:
         """Per block-level unit: linear CKA between its outputs on the task's fixed samples at the
-        previous check and now (1.0 without a gate); the reference moves to now."""
+        gate's reference point and now (1.0 without a gate); with ``gate_reference="check"`` the
+        reference then moves to now."""
         if self.stability == 0 or self._probe is None or self._reference is None:
             return [1.0] * len(backbone.units)
         now = self._unit_grams(backbone, self._probe)
         values = [cka_from_grams(a, b) for a, b in zip(self._reference, now)]
-        self._reference = now
+        if self.gate_reference == "check":
+            self._reference = now
         return values
 
     # ------------------------------------------------------------- decision

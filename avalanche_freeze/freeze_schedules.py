@@ -18,7 +18,7 @@ counts), these functions build ``freeze.schedule`` entries ``[task, iteration, b
 Example:
     >>> history = [{"experience": 1, "iteration": 10, "frozen_blocks": 2}]
     >>> shares = [0.1, 0.2, 0.3, 0.4]
-    >>> frozen_compute(history, [20, 20, 20], shares)      # 0.3 for 10 + 20 iterations
+    >>> round(frozen_compute(history, [20, 20, 20], shares), 6)      # 0.3 for 10 + 20 iterations
     9.0
     >>> fixed_schedule(9.0, [20, 20, 20], shares, from_task=1)
     [[1, 0, 2]]

@@ -83,14 +83,20 @@ def _mean_std(values: List[float]) -> str:
 
 
 def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
-          output: Path) -> Dict:
+          output: Path, finished_only: bool = False) -> Dict:
     """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``;
-    returns its summary."""
+    returns its summary. ``finished_only``: run nothing, summarise the seeds whose runs are finished."""
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
     shares = _compute_shares(base)
     runs: Dict[str, Dict[int, Dict]] = {}
+    if finished_only:
+        finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
+        seeds = [seed for seed in seeds if finished("lump", seed) and finished("lump_freeze", seed)]
+        control_seeds = [seed for seed in control_seeds if seed in seeds and all(finished(a, seed) for a in CONTROLS)]
+        if not seeds:
+            raise SystemExit(f"bench_freeze: no finished seed in {cell_dir}")
     for i, seed in enumerate(seeds):
         common = overrides + extra + [f"seed={seed}"]
         order = ("lump", "lump_freeze") if i % 2 == 0 else ("lump_freeze", "lump")  # alternate for timing
@@ -107,7 +113,7 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
                 result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
                 result["schedule"] = schedule
                 runs.setdefault(arm, {})[seed] = result
-    return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": seeds, "shares": shares,
+    return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": list(seeds), "shares": shares,
             "arms": {arm: _arm_summary(arm, rs, runs["lump"], shares) for arm, rs in runs.items()}}
 
 
@@ -208,6 +214,8 @@ def main(argv=None) -> int:
                         "(optionally of one SSL method only, e.g. simsiam:10)")
     p.add_argument("--control-seeds", nargs="+", type=int, default=None,
                    help="seeds of the controls (default: all of --seeds)")
+    p.add_argument("--finished-only", action="store_true",
+                   help="run nothing: summarise (and plot) the seeds whose runs are finished in --output")
     p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")
     p.add_argument("--output", type=Path, default=Path("runs/bench_freeze"))
     args = p.parse_args(argv)
@@ -227,7 +235,7 @@ def main(argv=None) -> int:
             n_epochs, method = epochs or base.train.epochs, ssl or base.ssl.name
             controls = str(n_epochs) in args.controls_at or f"{method}:{n_epochs}" in args.controls_at
             control_seeds = (seeds if args.control_seeds is None else args.control_seeds) if controls else []
-            cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output)
+            cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output, args.finished_only)
             _print_cell(cell)
             cells.append(cell)
             if len(args.ssl) * len(args.epochs) > 1:

@@ -63,3 +63,8 @@ TINY_SET = ["train.epochs=1", "data.max_train_per_task=128", "data.max_test_per_
             "model.width=0.125", "ssl.proj_dim=32", "ssl.pred_dim=8", "data.n_experiences=5", "eval.mb_size=256",
             "freeze.n_samples=32", "lump.mem_size=64", "eval.knn_k=20", "metrics.flops_every=1",
             "freeze.decide_every=2", "freeze.stability=0"]  # 4 iterations a task: decide twice, no gate
+
+
+def without_timing(history):
+    """A freezing history without the wall time of each decision (which differs between runs)."""
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]

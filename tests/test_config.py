@@ -41,7 +41,10 @@ def test_every_plugin_is_built_from_its_section_with_the_same_defaults():
     for plugin_cls, section in pairs:
         params = inspect.signature(plugin_cls).parameters
         for f in dataclasses.fields(getattr(cfg, section)):
-            assert params[f.name].default == getattr(getattr(cfg, section), f.name), (section, f.name)
+            default, expected = params[f.name].default, getattr(getattr(cfg, section), f.name)
+            if isinstance(expected, list):  # a list section default: the constructor takes None for "empty"
+                default = list(default or [])
+            assert default == expected, (section, f.name)
     cfg = ExperimentConfig.from_sources(overrides=["strategy=lump_freeze", "freeze.representation=channel",
                                                    "freeze.center=true", "lump.mem_size=17"])
     plugins = build_plugins(cfg)

@@ -86,7 +86,7 @@ BAD_CONFIGS = [
     (["model.width=0"], "model.width=0.0 is not accepted"),
     (["model.width=inf"], "model.width=inf is not accepted"),
     (["freeze.tau=1.5"], "freeze.tau=1.5 is not accepted; accepted: a finite number >= 0 and <= 1"),
-    (["freeze.measure=mi"], "freeze.measure='mi' is not accepted; accepted: subspace, cka"),
+    (["freeze.measure=mi"], "freeze.measure='mi' is not accepted; accepted: gradient, subspace, cka"),
     (["freeze.granularity=layer"], "freeze.granularity='layer' is not accepted; accepted: block, stage"),
     (["freeze.representation=pixels"], "freeze.representation='pixels' is not accepted; accepted: flatten, channel"),
     (["eval.probes=knn,svm"], "eval.probes=['knn', 'svm'] is not accepted"),

@@ -298,6 +298,11 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     def _convs(unit: nn.Module) -> List[nn.Conv2d]:
         return [m for m in unit.modules() if isinstance(m, nn.Conv2d)]
 
+    def _measure_compute_shares(self, strategy, backbone: FreezableBackbone) -> None:
+        """Each unit's share of the forward compute, measured once on one image of the current task."""
+        if self.compute_shares is None:
+            self.compute_shares = unit_compute_shares(backbone, self._samples(strategy, strategy.experience)[:1])
+
     def _open_units(self, backbone: FreezableBackbone) -> List[int]:
         """Units that may still be frozen: past the frozen prefix and within the compute cap."""
         shares = self.compute_shares or [0.0] * len(backbone.units)
@@ -326,8 +331,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             self._follow_schedule(strategy, backbone)
             return
         start = time.perf_counter()
-        if self.compute_shares is None:
-            self.compute_shares = unit_compute_shares(backbone, self._samples(strategy, strategy.experience)[:1])
+        self._measure_compute_shares(strategy, backbone)
         if self.tasks_done and self.decide_every == 0 and (self.measure == "subspace" or self.warmup_epochs == 0):
             self._decide(strategy, backbone)
         elif self.tasks_done and self.decide_every > 0:
@@ -531,8 +535,7 @@ class CorrelationFreezePlugin(SupervisedPlugin):
         if not due:
             return
         n_blocks = min(max(max(due), backbone.num_frozen_units), len(backbone.units))
-        if self.compute_shares is None:
-            self.compute_shares = unit_compute_shares(backbone, self._samples(strategy, strategy.experience)[:1])
+        self._measure_compute_shares(strategy, backbone)
         self._apply(strategy, backbone, n_blocks)
         self._record(strategy, backbone, n_blocks, {}, {}, 0.0)
 

@@ -162,6 +162,8 @@ class SSLBenchmark:
         augmentation: its two-view augmentation (image size, channels, normalisation).
         num_classes: number of classes in the benchmark.
         in_channels: image channels, for building the backbone.
+        joint_train_stream: the same training images as one experience (joint training, the
+            upper bound); ``None`` when the benchmark was not built from datasets.
     """
 
     name: str
@@ -169,6 +171,7 @@ class SSLBenchmark:
     augmentation: TwoViewAugmentation
     num_classes: int
     in_channels: int
+    joint_train_stream: Optional[object] = None
 
 
 # --------------------------------------------------------------------- loaders
@@ -508,6 +511,9 @@ def benchmark_from_datasets(
         train, test, n_experiences=n_experiences, task_labels=False,
         shuffle=False, fixed_class_order=list(class_order),
     )
+    joint = nc_benchmark(train, test, n_experiences=1, task_labels=False, shuffle=False,
+                         fixed_class_order=list(class_order))
     aug = TwoViewAugmentation(image_size=image_size, channels=channels, mean=mean, std=std,
                               **(augmentation_options or {}))
-    return SSLBenchmark(name=name, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=channels)
+    return SSLBenchmark(name=name, benchmark=bench, augmentation=aug, num_classes=n_cls, in_channels=channels,
+                        joint_train_stream=joint.train_stream)

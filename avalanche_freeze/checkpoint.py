@@ -30,7 +30,7 @@ import torch
 from .protocols import ModelExtension, StatefulPlugin
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_write", "load_checkpoint",
-           "restore_strategy_state", "save_checkpoint", "strategy_state"]
+           "restore_strategy_state", "restore_training_state", "save_checkpoint", "strategy_state", "training_state"]
 
 #: Sections of :func:`strategy_state`.
 STRATEGY_SECTIONS = ("model", "optimizer", "optimizer_params", "clock", "probe_evaluator", "plugins")
@@ -107,14 +107,35 @@ def load_checkpoint(directory: Path, *, required: Sequence[str] = ()) -> Dict[st
 
 
 # ------------------------------------------------------------- strategy state
-def strategy_state(strategy, plugins: Mapping[str, Any]) -> Dict[str, Any]:
-    """The resumable state of ``strategy`` and of its named ``plugins`` (CPU tensors)."""
+def training_state(strategy) -> Dict[str, Any]:
+    """The model, the optimizer (its parameters by name) and the clock of any Avalanche strategy."""
     names = {id(p): n for n, p in strategy.model.named_parameters()}
     return {
         "model": strategy.model.state_dict(),
         "optimizer": strategy.optimizer.state_dict(),
         "optimizer_params": [[names[id(p)] for p in group["params"]] for group in strategy.optimizer.param_groups],
         "clock": {k: v for k, v in vars(strategy.clock).items() if isinstance(v, int)},
+    }
+
+
+def restore_training_state(strategy, state: Dict[str, Any]) -> None:
+    """Put a :func:`training_state` back (the model's modules must already exist)."""
+    strategy.model.load_state_dict(state["model"])
+    # the optimizer holds exactly the parameters it held when saved (Avalanche's first
+    # make_optimizer adds every parameter; plugins may have taken some out since)
+    named = dict(strategy.model.named_parameters())
+    for group, param_names in zip(strategy.optimizer.param_groups, state["optimizer_params"]):
+        group["params"] = [named[n] for n in param_names]
+    strategy.optimizer.load_state_dict(state["optimizer"])
+    strategy.optimized_param_id = named
+    for key, value in state["clock"].items():
+        setattr(strategy.clock, key, value)
+
+
+def strategy_state(strategy, plugins: Mapping[str, Any]) -> Dict[str, Any]:
+    """The resumable state of ``strategy`` and of its named ``plugins`` (CPU tensors)."""
+    return {
+        **training_state(strategy),
         "probe_evaluator": strategy.probe_evaluator.state_dict(),
         "plugins": {name: p.state_dict() for name, p in plugins.items() if isinstance(p, StatefulPlugin)},
     }
@@ -141,13 +162,5 @@ def _restore(strategy, plugins: Mapping[str, Any], state: Dict[str, Any]) -> Non
     strategy.model.load_state_dict(state["model"])
     for name, plugin_state in state["plugins"].items():
         plugins[name].load_state_dict(plugin_state, device=strategy.device, backbone=strategy.backbone)
-    # the optimizer holds exactly the parameters it held when saved (Avalanche's first
-    # make_optimizer adds every parameter; plugins may have taken some out since)
-    named = dict(strategy.model.named_parameters())
-    for group, param_names in zip(strategy.optimizer.param_groups, state["optimizer_params"]):
-        group["params"] = [named[n] for n in param_names]
-    strategy.optimizer.load_state_dict(state["optimizer"])
-    strategy.optimized_param_id = named
-    for key, value in state["clock"].items():
-        setattr(strategy.clock, key, value)
+    restore_training_state(strategy, state)
     strategy.probe_evaluator.load_state_dict(state["probe_evaluator"])

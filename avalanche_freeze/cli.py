@@ -1,4 +1,14 @@
-"""Command line: ``avalanche-freeze run [--config FILE] [--strategy NAME] [--set key=value ...]``.
+"""Command line of avalanche-freeze.
+
+``avalanche-freeze run [--config FILE] [--strategy NAME] [--set key=value ...] [key=value ...]``
+    one experiment, printing its results table;
+``avalanche-freeze grid GRID.yaml [--wandb]``
+    a grid of strategies x SSL methods x seeds (finished runs reused, interrupted ones resumed),
+    then its report;
+``avalanche-freeze report RUNS_DIR [--output DIR] [--wandb]``
+    the summary table (markdown) and PNG plots of a folder of runs;
+``avalanche-freeze list``
+    strategies, SSL methods and config keys.
 
 Exit codes: 0 success; 1 a run that could not start or finish (data, checkpoint, health,
 a locked output directory); 2 a configuration or usage error; 130 / 143 interrupted by
@@ -24,7 +34,7 @@ __all__ = ["main"]
 PROG = "avalanche-freeze"
 
 
-class Interrupted(Exception):
+class Interrupted(KeyboardInterrupt):
     """The run received SIGINT or SIGTERM."""
 
     def __init__(self, signum: int) -> None:
@@ -41,13 +51,31 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--strategy", choices=available_strategies(), help="strategy recipe (loads its NAME.yaml)")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key, dotted (e.g. lump.mem_size=512; repeatable)")
-    run.add_argument("--output", type=Path, default=Path("runs/default"), help="output directory")
+    run.add_argument("assignments", nargs="*", metavar="KEY=VALUE",
+                     help="more overrides, as --set (the form W&B sweep agents pass)")
+    run.add_argument("--output", type=Path, default=Path("runs/default"),
+                     help="output directory ($VARIABLES are expanded, e.g. runs/sweep/$WANDB_RUN_ID)")
     run.add_argument("--resume", action="store_true", help="continue from the checkpoint in --output")
     run.add_argument("--overwrite", action="store_true",
                      help="start over even if --output holds a run (its checkpoint and results are removed)")
     run.add_argument("--wandb", action="store_true", help="log to Weights & Biases (offline unless logged in)")
     run.add_argument("--quiet", action="store_true", help="no per-experience progress output")
     run.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    grid = sub.add_parser("grid", help="run a grid of strategies x SSL methods x seeds, then report it")
+    grid.add_argument("grid_file", type=Path, metavar="GRID.yaml", help="the grid (e.g. experiments/grids/fmnist.yaml)")
+    grid.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a config key in every run, after the grid's own settings (e.g. data.root=DIR)")
+    grid.add_argument("--wandb", action="store_true", help="log every run to W&B, grouped by the grid's name")
+    grid.add_argument("--verbose", action="store_true", help="per-experience progress output of every run")
+    grid.add_argument("--no-report", action="store_true", help="do not write the report at the end")
+    grid.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    report = sub.add_parser("report", help="summary table and plots of a folder of runs")
+    report.add_argument("runs_dir", type=Path, metavar="RUNS_DIR", help="folder holding runs (results.json files)")
+    report.add_argument("--output", type=Path, help="report folder (default RUNS_DIR/report)")
+    report.add_argument("--title", help="the report's title (default: the folder's name)")
+    report.add_argument("--key", help="accuracy matrix of the plots (default: the first, knn_ci)")
+    report.add_argument("--wandb", action="store_true", help="log the plots and table to W&B (job type report)")
+    report.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub.add_parser("list", help="list strategies, SSL methods and config keys with their defaults")
     return p
 
@@ -59,7 +87,10 @@ def _error(message: str, code: int) -> int:
 
 def _configuration(args) -> ExperimentConfig:
     files: List[Path] = []
-    overrides = list(args.overrides)
+    bad = [a for a in args.assignments if "=" not in a]
+    if bad:
+        raise ConfigError(f"argument {bad[0]!r} is not accepted; accepted: KEY=VALUE overrides (as --set)")
+    overrides = list(args.overrides) + list(args.assignments)
     if args.strategy:
         chosen = [o.split("=", 1)[1].strip() for o in overrides if o.split("=", 1)[0].strip() == "strategy"]
         if any(c != args.strategy for c in chosen):
@@ -110,8 +141,16 @@ def main(argv: Optional[List[str]] = None) -> int:
         for key, value in flatten(ExperimentConfig().to_dict()).items():
             print(f"  {key} ({value!r})")
         return 0
+    if args.command == "grid":
+        return _grid(args)
+    if args.command == "report":
+        return _report(args)
     if args.resume and args.overwrite:
         return _error("--resume and --overwrite exclude each other", 2)
+    expanded = os.path.expandvars(str(args.output))
+    if "$" in expanded:
+        return _error(f"--output {args.output}: an environment variable in it is not set", 2)
+    args.output = Path(expanded)
     try:
         cfg = _configuration(args)
     except ConfigError as exc:
@@ -182,6 +221,60 @@ def _run(args, cfg: ExperimentConfig) -> int:
     print(format_results_table(results))
     print(f"\nresults written to {args.output / 'results.json'}")
     return 0
+
+
+def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = None) -> int:
+    from .report import summary_table, write_report
+
+    runs_dir = runs_dir or args.runs_dir
+    try:
+        files, summaries = write_report(runs_dir, getattr(args, "output", None), title=title or getattr(args, "title", None),
+                                        key=getattr(args, "key", None))
+    except (FileNotFoundError, ValueError, KeyError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 1)
+    print(files["report.md"].read_text())
+    print(f"report written to {files['report.md'].parent} ({', '.join(files)})")
+    if args.wandb:
+        from .wandb_logging import log_report
+
+        header, rows = summary_table(summaries)
+        folder = log_report(files, rows, header, output=files["report.md"].parent,
+                            group=title or getattr(args, "title", None) or Path(runs_dir).name)
+        print(f"W&B report run: {folder}")
+    return 0
+
+
+def _grid(args) -> int:
+    from .grid import GridSpec, run_grid
+
+    try:
+        spec = GridSpec.from_file(args.grid_file)
+        spec.overrides += args.overrides
+        runs = spec.runs()
+        for run in runs:  # every configuration is checked before the first run starts
+            spec.config_of(run)
+    except ConfigError as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 2)
+    print(f"grid {spec.name}: {len(runs)} runs into {spec.output}")
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        outcome = run_grid(spec, wandb=args.wandb, verbose=args.verbose)
+    except Interrupted as exc:
+        print(f"\n{PROG}: grid interrupted by {exc}; every completed task is checkpointed: run the same command "
+              "again to continue", file=sys.stderr)
+        return 128 + exc.signum
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    print("grid: " + ", ".join(f"{len(v)} {k}" for k, v in outcome.items()))
+    code = 0 if not outcome["failed"] else 1
+    if not args.no_report and len(outcome["failed"]) < len(runs):
+        code = max(code, _report(args, runs_dir=spec.output, title=spec.name))
+    return code
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ section            keys
 ``si``, ``der``,   the baselines' options
 ``cassle``, ``pfr``,
 ``ewc``
+``supervised``     ``lr``, ``mem_size``, ``ewc_lambda``, ``lwf_alpha``, ``lwf_temperature``, ``der_alpha``, ``der_beta``, ``augment`` (Avalanche's supervised strategies)
 ``health``         ``on_nan``, ``collapse_std``
 ``metrics``        ``flops_every``
 ``wandb``          ``enabled``, ``project``
@@ -65,6 +66,7 @@ from .plugins.lump import LUMPConfig
 from .plugins.synaptic_intelligence import SIConfig
 from .ssl.base import SSLConfig
 from .strategy import TrainConfig
+from .supervised import SupervisedConfig
 from .validation import ConfigError, check_choice, check_number, not_accepted
 from .wandb_logging import WandBConfig
 
@@ -100,8 +102,8 @@ class ExperimentConfig:
         seed: seed of everything random in the run (0).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         num_workers: dataloader workers (0).
-        data, augment, model, ssl, train, eval, lump, freeze, si, der, cassle, pfr, ewc, health,
-            metrics,
+        data, augment, model, ssl, train, eval, lump, freeze, si, der, cassle, pfr, ewc, supervised,
+            health, metrics,
             wandb: the components' sections (see the module docs).
     """
 
@@ -122,6 +124,7 @@ class ExperimentConfig:
     cassle: CaSSLeConfig = field(default_factory=CaSSLeConfig)
     pfr: PFRConfig = field(default_factory=PFRConfig)
     ewc: EWCConfig = field(default_factory=EWCConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     wandb: WandBConfig = field(default_factory=WandBConfig)

@@ -133,6 +133,16 @@ class ProbeEvaluator(SupervisedPlugin):
     def after_update(self, strategy, **kwargs):
         self.invalidate()
 
+    def set_trained(self, exp_ids: Sequence[int]) -> None:
+        """Declare the experiences the backbone has been trained on when it was trained outside this
+        strategy's own per-experience loop (a supervised reference strategy, joint training on all
+        tasks at once): their banks come from ``bank_stream``."""
+        if self.bank_stream is None:
+            raise RuntimeError("set_trained needs a bank_stream (the benchmark's training stream)")
+        self.trained = [int(i) for i in exp_ids]
+        self._experiences.clear()
+        self.invalidate()
+
     def invalidate(self) -> None:
         """Forget cached banks and fits (the model changed)."""
         self._banks.clear()

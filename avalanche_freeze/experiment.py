@@ -16,11 +16,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
@@ -40,16 +41,18 @@ from .checkpoint import (
 )
 from .config import ConfigError, ExperimentConfig, flatten
 from .efficiency import EfficiencyMetrics
+from .health import TrainingHealthPlugin
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from .output_lock import OutputLock
 from .probes import make_probe
-from .recipes import COMPONENTS, available_strategies, build_plugins, strategy_components
+from .recipes import available_strategies, build_plugins, strategy_kind, unused_sections
 from .results import RunResults, format_results_table
 from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
+from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
-__all__ = ["RESULT_NEUTRAL_KEYS", "ExperimentRun", "config_differences", "format_results_table", "run_experiment",
-           "run_or_reuse", "same_results"]
+__all__ = ["RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences", "format_results_table",
+           "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
@@ -58,11 +61,12 @@ RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_t
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
-    sections of plugin components that the (common) recipe does not use are neutral too."""
+    sections the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`)
+    are neutral too."""
     fa, fb = flatten(a), flatten(b)
     unused: set = set()
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
-        unused = set(COMPONENTS) - set(strategy_components(a["strategy"]))
+        unused = set(unused_sections(a["strategy"]))
     return sorted(k for k in set(fa) | set(fb)
                   if k not in RESULT_NEUTRAL_KEYS and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
 
@@ -112,6 +116,9 @@ class ExperimentRun:
     efficiency: EfficiencyMetrics
     probe_metrics: List[ProbeAccuracy]
     results: RunResults
+    #: The Avalanche strategy that trains a supervised reference (``strategy=Naive`` ...);
+    #: ``None`` when ``strategy`` trains (self-supervised runs). ``strategy`` always evaluates.
+    trainer: Optional[Any] = None
     next_task: int = 0
 
     @classmethod
@@ -131,8 +138,9 @@ class ExperimentRun:
         except ConfigError as exc:
             raise exc.within("data") from None
         _check_memory(cfg, bench.in_channels)
+        kind = strategy_kind(cfg.strategy)
         backbone = CifarResNet18(width=cfg.model.width, in_channels=bench.in_channels)
-        plugins = build_plugins(cfg)
+        plugins = build_plugins(cfg) if kind != "supervised" else {}  # supervised: health only, on the trainer
         efficiency = EfficiencyMetrics(count_every=cfg.metrics.flops_every)
         output_dir.mkdir(parents=True, exist_ok=True)
         # line-buffered: a killed run's log holds every line written before the kill
@@ -143,11 +151,13 @@ class ExperimentRun:
         probe_options = cfg.eval.probe_options(seed=cfg.seed)
         probe_metrics = probe_accuracy_metrics(probes=cfg.eval.probes, protocols=PROTOCOLS,
                                                probe_options=probe_options)
+        # a supervised strategy trains (its evaluator measures training); the self-supervised
+        # strategy below evaluates the backbone with the probes in every case
+        training_metrics = [loss_metrics(epoch=True, experience=True), efficiency]
         evaluator = EvaluationPlugin(
             *probe_metrics,
             forgetting_metrics(experience=True, stream=True),
-            loss_metrics(epoch=True, experience=True),
-            efficiency,
+            *(training_metrics if kind != "supervised" else [loss_metrics(experience=True)]),
             loggers=loggers,
         )
         train = cfg.train
@@ -161,11 +171,19 @@ class ExperimentRun:
             train_mb_size=train.batch_size, train_epochs=train.epochs, eval_mb_size=cfg.eval.mb_size,
             device=cfg.device, plugins=list(plugins.values()), evaluator=evaluator, num_workers=cfg.num_workers,
         )
+        trainer = None
+        if kind == "supervised":
+            model = SupervisedModel(backbone=backbone, num_classes=bench.num_classes, augmentation=strategy.augmentation,
+                                    augment=cfg.supervised.augment)
+            trainer = build_supervised_strategy(
+                cfg.strategy, model=model, options=cfg.supervised, train=train, device=cfg.device,
+                eval_mb_size=cfg.eval.mb_size, evaluator=EvaluationPlugin(*training_metrics, loggers=loggers),
+                plugins=[TrainingHealthPlugin(**dataclasses.asdict(cfg.health))])
         per_experience = [m for m in probe_metrics if m.emit_at == "experience"]
         strategy.probe_evaluator.knn_k_capped_by_tasks = cfg.eval.knn_k_capped_by_tasks
         results = RunResults(config=cfg.to_dict(), keys=[m.key for m in per_experience],
                              n_tasks=len(bench.benchmark.train_stream))
-        return cls(cfg, output_dir, strategy, plugins, bench, efficiency, probe_metrics, results)
+        return cls(cfg, output_dir, strategy, plugins, bench, efficiency, probe_metrics, results, trainer=trainer)
 
     def add_logger(self, logger) -> None:
         """Log the rest of the run to ``logger`` too (an Avalanche logger)."""
@@ -179,6 +197,7 @@ class ExperimentRun:
             "config": self.cfg.to_dict(),
             "next_task": self.next_task,
             "strategy": strategy_state(self.strategy, self.plugins),
+            "trainer": None if self.trainer is None else supervised_state(self.trainer),
             "rng": rng_state(),
             "results": self.results.data,
         }
@@ -194,6 +213,12 @@ class ExperimentRun:
                 f"(keys {', '.join(diff)}); resume with the same config and --set values"
             )
         restore_strategy_state(self.strategy, self.plugins, state["strategy"])
+        if self.trainer is not None:
+            try:
+                restore_supervised_state(self.trainer, state["trainer"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+                raise CheckpointError(f"the checkpoint's supervised strategy state does not fit this run "
+                                      f"({type(exc).__name__}: {exc})") from exc
         set_rng_state(state["rng"])
         self.results = RunResults.from_dict(state["results"])
         self.next_task = state["next_task"]
@@ -208,18 +233,24 @@ class ExperimentRun:
     def _run(self, stop_after: Optional[int]) -> Dict[str, Any]:
         bench = self.benchmark.benchmark
         n_tasks = len(bench.train_stream)
+        if strategy_kind(self.cfg.strategy) == "joint":
+            if self.next_task < n_tasks and stop_after != 0:
+                self._run_joint()
         done = 0
         while self.next_task < n_tasks and (stop_after is None or done < stop_after):
             t = self.next_task
-            self.strategy.train(bench.train_stream[t])
+            if self.trainer is None:
+                self.strategy.train(bench.train_stream[t])
+            else:
+                self.trainer.train(bench.train_stream[t])
+                self.strategy.probe_evaluator.set_trained(range(t + 1))
             self.strategy.eval(bench.test_stream[: t + 1])
             freeze = self.plugins.get("freeze")
             efficiency = dict(self.efficiency.last)
             if freeze is not None and freeze.decision_seconds:
                 efficiency["FreezeDecisionTime_Exp"] = freeze.decision_seconds[-1]
             self.results.record_task(
-                t, {m.key: m.last_values for m in self.probe_metrics if m.emit_at == "experience"},
-                efficiency, frozen_blocks=self.strategy.backbone.num_frozen_units,
+                t, self._accuracies(), efficiency, frozen_blocks=self.strategy.backbone.num_frozen_units,
                 freeze_history=freeze.history if freeze is not None else None,
             )
             self.next_task += 1
@@ -228,6 +259,23 @@ class ExperimentRun:
         if self.next_task == n_tasks:
             self._write_results()
         return self.results.data
+
+    def _accuracies(self) -> Dict[str, Dict[int, float]]:
+        return {m.key: m.last_values for m in self.probe_metrics if m.emit_at == "experience"}
+
+    def _run_joint(self) -> None:
+        """The upper bound: one training pass over all tasks' images at once (the configured
+        epochs, so the same number of iterations as the continual run), then one evaluation."""
+        if self.benchmark.joint_train_stream is None:
+            raise ValueError(f"strategy=joint needs a benchmark built from datasets; {self.benchmark.name!r} is not")
+        bench = self.benchmark.benchmark
+        n_tasks = len(bench.train_stream)
+        self.strategy.train(self.benchmark.joint_train_stream[0])
+        self.strategy.probe_evaluator.set_trained(range(n_tasks))
+        self.strategy.eval(bench.test_stream)
+        self.results.record_joint(self._accuracies(), dict(self.efficiency.last))
+        self.next_task = n_tasks
+        self.checkpoint()
 
     def _write_results(self) -> None:
         data = self.results.finalise()
@@ -244,16 +292,48 @@ def run_experiment(cfg: ExperimentConfig, output_dir: Path, *, resume: bool = Fa
     return run.run()
 
 
-def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = False) -> Dict[str, Any]:
-    """Results of ``cfg`` in ``output_dir``: reused when a finished run there has the same
-    configuration, resumed from its checkpoint when an interrupted one does, run otherwise
-    (for experiment grids that are re-run after a crash)."""
+class RunStatus(enum.Enum):
+    """What an output folder holds for a configuration (:func:`run_status`)."""
+
+    NEW = "new"  #: nothing: the run starts from scratch
+    FINISHED = "finished"  #: a finished run of the same configuration (its results are reused)
+    INTERRUPTED = "interrupted"  #: a checkpoint of the same configuration (the run resumes from it)
+    OTHER = "other"  #: a run of another configuration (never overwritten silently)
+
+
+def _saved_config(output_dir: Path) -> Optional[Dict[str, Any]]:
     done = output_dir / "results.json"
     if done.is_file():
-        results = json.loads(done.read_text())
-        if same_results(results["config"], cfg.to_dict()):
-            return results
-    run = ExperimentRun.build(cfg, output_dir, verbose=verbose)
+        return json.loads(done.read_text())["config"]
     if (output_dir / CHECKPOINT_NAME).is_file():
+        return load_checkpoint(output_dir, required=("config",))["config"]
+    return None
+
+
+def run_status(cfg: ExperimentConfig, output_dir: Path) -> Tuple[RunStatus, List[str]]:
+    """What ``output_dir`` holds for ``cfg``, and the differing keys when it holds another configuration's run."""
+    saved = _saved_config(output_dir)
+    if saved is None:
+        return RunStatus.NEW, []
+    diff = config_differences(saved, cfg.to_dict())
+    if diff:
+        return RunStatus.OTHER, diff
+    return (RunStatus.FINISHED if (output_dir / "results.json").is_file() else RunStatus.INTERRUPTED), []
+
+
+def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = False,
+                 extra_loggers: Optional[list] = None) -> Dict[str, Any]:
+    """Results of ``cfg`` in ``output_dir``: reused when a finished run there has the same
+    configuration, resumed from its checkpoint when an interrupted one does, run otherwise
+    (for experiment grids that are re-run after a crash). A folder holding a run of another
+    configuration is refused (:class:`~avalanche_freeze.checkpoint.CheckpointError` naming the keys)."""
+    status, diff = run_status(cfg, output_dir)
+    if status is RunStatus.FINISHED:
+        return json.loads((output_dir / "results.json").read_text())
+    if status is RunStatus.OTHER:
+        raise CheckpointError(f"{output_dir} holds a run of another configuration (keys {', '.join(diff)}); "
+                              "remove it or choose another output folder")
+    run = ExperimentRun.build(cfg, output_dir, verbose=verbose, extra_loggers=extra_loggers)
+    if status is RunStatus.INTERRUPTED:
         run.restore()
     return run.run()

@@ -20,7 +20,13 @@ ewc            ewc                          Kirkpatrick et al., PNAS 2017 (Avala
 lump           lump                         Madaan et al., ICLR 2022
 freeze         freeze                       Yang et al., arXiv 2303.07477 (without LUMP)
 lump_freeze    lump, freeze                 Yang et al., arXiv 2303.07477
+joint          (none)                       upper bound: SSL on all tasks' data at once
 =============  ===========================  =============================================
+
+Avalanche's own supervised strategies are accepted too, by their Avalanche class names
+(``Naive``, ``Replay``, ``EWC``, ``LwF``, ``DER``; :mod:`~avalanche_freeze.supervised`):
+they train the backbone with labels, and the run evaluates its features with the same probes.
+:func:`strategy_kind` tells the three kinds apart (``ssl``, ``joint``, ``supervised``).
 
 Example:
     >>> from avalanche_freeze.recipes import available_strategies, register_strategy
@@ -46,13 +52,18 @@ from .plugins import (
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
+from .supervised import SUPERVISED_STRATEGIES
 from .validation import check_choice
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
-__all__ = ["COMPONENTS", "available_strategies", "build_plugins", "recipe_path", "register_strategy",
-           "strategy_components"]
+__all__ = ["COMPONENTS", "STRATEGY_KINDS", "available_strategies", "build_plugins", "recipe_path", "register_strategy",
+           "strategy_components", "strategy_kind", "unused_sections"]
+
+#: Kinds of strategy: self-supervised continual (a recipe of plugins), self-supervised joint
+#: training on all tasks at once (the upper bound), Avalanche's supervised strategies.
+STRATEGY_KINDS = ("ssl", "joint", "supervised")
 
 
 def _options(section: Any) -> Dict[str, Any]:
@@ -80,24 +91,50 @@ _RECIPES: Dict[str, List[str]] = {
     "lump": ["lump"],
     "freeze": ["freeze"],
     "lump_freeze": ["lump", "freeze"],
+    "joint": [],
 }
+_JOINT = {"joint"}
 
 
 def available_strategies() -> List[str]:
-    """Names accepted by the ``strategy`` config key and ``--strategy``."""
-    return list(_RECIPES)
+    """Names accepted by the ``strategy`` config key and ``--strategy``: the recipes, ``joint``
+    and Avalanche's supervised strategies."""
+    return list(_RECIPES) + list(SUPERVISED_STRATEGIES)
+
+
+def strategy_kind(name: str) -> str:
+    """``ssl``, ``joint`` or ``supervised`` (raises ConfigError naming the accepted strategies)."""
+    check_choice("strategy", name, available_strategies())
+    if name in SUPERVISED_STRATEGIES:
+        return "supervised"
+    return "joint" if name in _JOINT else "ssl"
 
 
 def strategy_components(name: str) -> List[str]:
-    """The component names of recipe ``name`` (raises ConfigError naming the accepted ones)."""
+    """The component names of recipe ``name`` (none for ``joint`` and the supervised strategies;
+    raises ConfigError naming the accepted ones)."""
     check_choice("strategy", name, available_strategies())
-    return list(_RECIPES[name])
+    return list(_RECIPES.get(name, []))
+
+
+def unused_sections(name: str) -> List[str]:
+    """Configuration sections that cannot change the results of strategy ``name``: the plugin
+    components it does not use, ``supervised`` for self-supervised strategies, ``ssl`` and
+    ``augment`` for supervised ones (they train on labels with the light view)."""
+    unused = set(COMPONENTS) - set(strategy_components(name))
+    if strategy_kind(name) == "supervised":
+        unused |= {"ssl", "augment"}
+    else:
+        unused.add("supervised")
+    return sorted(unused)
 
 
 def register_strategy(name: str, components: Sequence[str]) -> None:
     """Register a recipe made of existing components (e.g. ``["cassle", "freeze"]``)."""
     for component in components:
         check_choice("component", component, COMPONENTS)
+    if name in SUPERVISED_STRATEGIES or name in _JOINT:
+        raise ValueError(f"strategy name {name!r} is taken by a built-in strategy that is not a recipe")
     _RECIPES[name] = list(components)
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from .continual_metrics import SUMMARIES, as_rows, summarize
+from .continual_metrics import SUMMARIES, as_rows, average_accuracy, summarize
 
 __all__ = ["EFFICIENCY_TOTALS", "RunResults", "format_results_table", "format_table"]
 
@@ -60,10 +60,26 @@ class RunResults:
         if freeze_history is not None:
             self.data["freeze_history"] = list(freeze_history)
 
+    def record_joint(self, accuracies: Dict[str, Dict[int, float]], efficiency: Dict[str, float]) -> None:
+        """Record a joint-training run (all tasks trained at once, evaluated once): the matrices'
+        last row holds the evaluation, the rows before it are empty; only the average accuracy
+        is defined (forgetting, BWT and learning accuracy need a sequence of tasks)."""
+        n = self.data["n_tasks"]
+        for key, matrix in self.data["acc_matrix"].items():
+            values = accuracies.get(key, {})
+            matrix[:] = [[None] * n for _ in range(n - 1)] + [[values.get(j) for j in range(n)]]
+        self.data["efficiency"] = [{**efficiency, "task": n - 1, "frozen_blocks": 0}]
+        self.data["joint"] = True
+
     def finalise(self) -> Dict[str, Any]:
         """Add the summaries (average accuracy, forgetting, BWT, learning accuracy, totals)."""
         r = self.data
-        summaries = {k: summarize(m) for k, m in r["acc_matrix"].items()}
+        if r.get("joint"):
+            summaries = {k: {name: None for name in SUMMARIES} for k in r["acc_matrix"]}
+            for k, m in r["acc_matrix"].items():
+                summaries[k]["avg_acc"] = average_accuracy(m)
+        else:
+            summaries = {k: summarize(m) for k, m in r["acc_matrix"].items()}
         r["acc_matrix"] = {k: as_rows(m) for k, m in r["acc_matrix"].items()}
         for name in SUMMARIES:
             r[name] = {k: v[name] for k, v in summaries.items()}
@@ -107,7 +123,8 @@ def format_results_table(results: Dict[str, Any]) -> str:
         rows = [[f"T{i}"] + [None if v is None else f"{100 * v:.1f}" for v in row] for i, row in enumerate(matrix)]
         blocks.append(f"accuracy matrix [{key}] (row i = after training task i, %)\n"
                       + format_table(["after"] + [f"T{j}" for j in range(n)], rows))
-    rows = [[key] + [f"{100 * results[name][key]:.2f}" for name in SUMMARIES] for key in results["acc_matrix"]]
+    rows = [[key] + [None if results[name][key] is None else f"{100 * results[name][key]:.2f}" for name in SUMMARIES]
+            for key in results["acc_matrix"]]
     blocks.append(format_table(["protocol (%)"] + list(SUMMARIES), rows))
     tot = results.get("efficiency_total", {})
     if tot:

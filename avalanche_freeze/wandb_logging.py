@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 from avalanche.evaluation.metric_results import AlternativeValues, TensorImage
 from avalanche.logging import WandBLogger
@@ -26,7 +26,7 @@ from torch import Tensor
 from .continual_metrics import SUMMARIES
 from .validation import check_number
 
-__all__ = ["SSLWandBLogger", "WandBConfig", "make_wandb_logger"]
+__all__ = ["SSLWandBLogger", "WandBConfig", "log_report", "make_wandb_logger"]
 
 
 @dataclass
@@ -107,8 +107,9 @@ class SSLWandBLogger(WandBLogger):
         self.wandb.finish()
 
 
-def make_wandb_logger(cfg, output: Path) -> SSLWandBLogger:
-    """The logger of one CLI run: offline unless logged in, run name from benchmark/ssl/strategy/seed.
+def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_type: Optional[str] = None) -> SSLWandBLogger:
+    """The logger of one run: offline unless logged in, run name from benchmark/ssl/strategy/seed;
+    ``group`` and ``job_type`` gather the runs of a grid into one dashboard.
 
     When logged in but W&B cannot be reached within ``wandb.init_timeout`` seconds, the run
     logs offline instead (with a message on stderr), to be synced later.
@@ -118,14 +119,41 @@ def make_wandb_logger(cfg, output: Path) -> SSLWandBLogger:
     if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
         os.environ.setdefault("WANDB_MODE", "offline")
     output.mkdir(parents=True, exist_ok=True)
+    from .recipes import strategy_kind
+
+    method = "supervised" if strategy_kind(cfg.strategy) == "supervised" else cfg.ssl.name
     options = {"project_name": cfg.wandb.project, "config": cfg.to_dict(), "dir": str(output),
-               "run_name": f"{cfg.data.benchmark}-{cfg.ssl.name}-{cfg.strategy}-s{cfg.seed}"}
+               "run_name": f"{cfg.data.benchmark}-{method}-{cfg.strategy}-s{cfg.seed}"}
+    grouping = {k: v for k, v in (("group", group), ("job_type", job_type)) if v}
     if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return SSLWandBLogger(**options)
+        return SSLWandBLogger(**options, params=grouping)
     try:
-        return SSLWandBLogger(**options, params={"settings": wandb.Settings(init_timeout=cfg.wandb.init_timeout)})
+        return SSLWandBLogger(**options, params={**grouping,
+                                                 "settings": wandb.Settings(init_timeout=cfg.wandb.init_timeout)})
     except Exception as exc:  # network and authentication errors take many forms
         print(f"avalanche-freeze: W&B could not be reached ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
               f"logging offline to {output / 'wandb'} (sync later with `wandb sync`)", file=sys.stderr)
         os.environ["WANDB_MODE"] = "offline"
-        return SSLWandBLogger(**options, params={"mode": "offline"})
+        return SSLWandBLogger(**options, params={**grouping, "mode": "offline"})
+
+
+def log_report(files: Dict[str, Path], table: Sequence[Sequence[str]], header: Sequence[str], *, output: Path,
+               project: str = WandBConfig.project, group: Optional[str] = None) -> str:
+    """Log a report (:func:`~avalanche_freeze.report.write_report`) as one W&B run of job type
+    ``report`` in ``group``: every PNG as an image, the summary as a table. Offline unless logged
+    in; returns the run's folder."""
+    import wandb
+    from wandb.sdk.lib.runid import generate_id
+
+    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
+        os.environ.setdefault("WANDB_MODE", "offline")
+    output.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project=project, group=group, job_type="report", name=f"{group or 'runs'}-report",
+                     dir=str(output), id=generate_id())
+    try:
+        run.log({f"report/{Path(name).stem}": wandb.Image(str(path)) for name, path in files.items()
+                 if str(path).endswith(".png")})
+        run.log({"report/summary": wandb.Table(columns=list(header), data=[list(r) for r in table])})
+        return run.dir
+    finally:
+        run.finish()

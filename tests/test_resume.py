@@ -13,7 +13,7 @@ from .conftest import TINY_SET, without_timing
 from .test_cli import run_cli
 
 
-@pytest.mark.parametrize("recipe", ["si", "der", "cassle", "ewc"])
+@pytest.mark.parametrize("recipe", ["si", "der", "cassle", "ewc", "Replay", "EWC", "LwF", "DER"])
 def test_baseline_state_survives_resume(tmp_path, fmnist_available, recipe):
     cfg = ExperimentConfig.from_sources(overrides=TINY_SET + [f"strategy={recipe}", "data.n_experiences=2"])
     full = ExperimentRun.build(cfg, tmp_path / "full", verbose=False).run()

@@ -1,0 +1,182 @@
+"""Grids (one command, finished runs skipped, W&B groups) and reports (summaries, plots) of runs."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+from PIL import Image
+
+from avalanche_freeze.cli import main
+from avalanche_freeze.config import ConfigError
+from avalanche_freeze.grid import GridSpec
+from avalanche_freeze.report import (CURVE_PANEL, EFFICIENCY_PANEL, MATRIX_PANEL, SCATTER_PANEL, SCORE_PANEL,
+                                     figure_size, format_markdown, load_arms, summarize_arms, write_report)
+
+from .conftest import TINY_SET
+
+
+def _results(strategy, seed, matrix, *, time=10.0, saved=100.0, bwd=1000.0, joint=False, history=None):
+    """A hand-made results.json dict: one knn_ci matrix, summaries computed by hand below."""
+    from avalanche_freeze.results import RunResults
+
+    n = len(matrix[-1])
+    r = RunResults(config={"strategy": strategy, "seed": seed}, keys=["knn_ci"], n_tasks=n)
+    r.data["acc_matrix"]["knn_ci"] = [list(row) for row in matrix]
+    if joint:
+        r.data["joint"] = True
+    r.data["efficiency"] = [{"TrainTime_Exp": time, "SavedActBytes_Iter": saved, "BwdFLOPs_Exp": bwd}]
+    if history:
+        r.data["freeze_history"] = history
+    return r.finalise()
+
+
+def _write(root: Path, arm: str, seed: int, results: dict) -> None:
+    folder = root / arm / f"seed{seed}"
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(results))
+
+
+@pytest.fixture
+def runs(tmp_path):
+    root = tmp_path / "runs"
+    history = [{"experience": 1, "iteration": 4, "scores": {"stem": 0.95, "layer1.0": 0.5}, "frozen_units": ["stem"],
+                "frozen_blocks": 1, "frozen_share": 0.1}]
+    _write(root, "simsiam/lump", 0, _results("lump", 0, [[0.8, None], [0.6, 0.9]], time=10, saved=100, bwd=1000))
+    _write(root, "simsiam/lump", 1, _results("lump", 1, [[0.9, None], [0.7, 0.9]], time=12, saved=100, bwd=1000))
+    _write(root, "simsiam/lump_freeze", 0, _results("lump_freeze", 0, [[0.8, None], [0.7, 0.8]], time=8, saved=50,
+                                                       bwd=800, history=history))
+    _write(root, "simsiam/lump_freeze", 1, _results("lump_freeze", 1, [[0.8, None], [0.6, 0.8]], time=6, saved=50,
+                                                       bwd=500, history=history))
+    _write(root, "simsiam/joint", 0, _results("joint", 0, [[None, None], [0.9, 0.95]], joint=True, time=20))
+    _write(root, "supervised/Naive", 0, _results("Naive", 0, [[0.99, None], [0.5, 0.99]], time=5, saved=50, bwd=500))
+    return root
+
+
+def test_summaries_of_hand_made_runs(runs):
+    arms = load_arms(runs)
+    assert [a.name for a in arms] == ["simsiam/joint", "simsiam/lump", "simsiam/lump_freeze", "supervised/Naive"]
+    s = {x.name: x for x in summarize_arms(arms)}
+    lump = s["simsiam/lump"].accuracy["knn_ci"]
+    assert lump["avg_acc"][0] == pytest.approx((0.75 + 0.8) / 2)
+    assert lump["avg_acc"][1] == pytest.approx(statistics.stdev([0.75, 0.8]))
+    assert lump["forgetting_max"][0] == pytest.approx((0.2 + 0.2) / 2)  # max(0.8) - 0.6, max(0.9) - 0.7
+    assert lump["learning_acc"][0] == pytest.approx(((0.8 + 0.9) / 2 + (0.9 + 0.9) / 2) / 2)
+    frz = s["simsiam/lump_freeze"]
+    # LUMP / arm per seed, median over seeds: time 10/8, 12/6; memory 2, 2; bwd FLOPs 1000/800, 1000/500
+    assert frz.ratios["TrainTime_Exp"] == pytest.approx(statistics.median([10 / 8, 12 / 6]))
+    assert frz.ratios["SavedActBytes_Iter_mean"] == pytest.approx(2.0)
+    assert frz.ratios["BwdFLOPs_Exp"] == pytest.approx(statistics.median([1.25, 2.0]))
+    assert frz.reference == "simsiam/lump" and s["supervised/Naive"].reference == "simsiam/lump"
+    assert s["supervised/Naive"].ratios["BwdFLOPs_Exp"] == pytest.approx(2.0)  # seed 0 only
+    assert s["supervised/Naive"].accuracy["knn_ci"]["avg_acc"] == (pytest.approx(0.745), None)  # one seed: no std
+    joint = s["simsiam/joint"].accuracy["knn_ci"]
+    assert joint["avg_acc"][0] == pytest.approx(0.925) and joint["forgetting_max"] == (None, None)
+    table = format_markdown(summarize_arms(arms)).splitlines()
+    assert table[0].startswith("| arm | seeds | knn_ci acc | knn_ci fgt max | knn_ci fgt last | knn_ci LA |")
+    assert table[0].endswith("| time x | memory x | bwd FLOPs x |") and len(table) == 2 + 4
+    assert table[2].startswith("| simsiam/joint | 1 | 92.50 | - | - | - |")
+    assert table[3].startswith("| simsiam/lump | 2 | 77.50 ± 3.54 | 20.00 ± 0.00 | 20.00 ± 0.00 | 87.50 ± 3.54 | 1.00 |")
+
+
+def test_report_writes_the_table_and_valid_pngs_of_the_expected_size(runs, tmp_path):
+    files, _ = write_report(runs, tmp_path / "report", title="hand-made")
+    assert set(files) == {"acc_matrix.png", "task_accuracy.png", "freeze_scores.png", "efficiency.png",
+                          "acc_vs_flops.png", "report.md"}
+    expected = {"acc_matrix.png": figure_size(4, MATRIX_PANEL), "task_accuracy.png": figure_size(4, CURVE_PANEL),
+                "freeze_scores.png": figure_size(1, SCORE_PANEL, max_cols=3),
+                "efficiency.png": figure_size(1, EFFICIENCY_PANEL), "acc_vs_flops.png": figure_size(1, SCATTER_PANEL)}
+    for name, size in expected.items():
+        with Image.open(files[name]) as image:
+            assert image.format == "PNG" and image.size == size, name
+            image.verify()
+    assert expected["acc_matrix.png"] == (1200, 280)
+    text = files["report.md"].read_text()
+    assert text.startswith("# hand-made") and "| simsiam/lump_freeze | 2 |" in text and "![efficiency.png]" in text
+    # without a freezing history there is no freezing plot
+    files, _ = write_report(runs / "supervised", tmp_path / "report2")
+    assert "freeze_scores.png" not in files and (tmp_path / "report2" / "acc_matrix.png").is_file()
+
+
+def test_report_command_and_its_errors(runs, tmp_path, capsys):
+    assert main(["report", str(runs), "--output", str(tmp_path / "r")]) == 0
+    assert "| simsiam/lump |" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert "is not a folder of runs" in capsys.readouterr().err
+    assert main(["report", str(runs), "--key", "linear_ti"]) == 1
+    assert "key='linear_ti' is not an accuracy matrix of every run; accepted: knn_ci" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"strategies": ["lump"], "seeds": [0], "colour": 1}, "unknown key 'colour'; accepted: name, output"),
+    ({"strategies": ["naive"], "seeds": [0]}, "strategies=['naive'] is not accepted (unknown 'naive'); accepted"),
+    ({"strategies": ["lump"], "seeds": [0, 0]}, "seeds=[0, 0] is not accepted; accepted: a non-empty list"),
+    ({"strategies": ["lump"], "ssl": ["simclr2"], "seeds": [0]}, "ssl=['simclr2'] is not accepted"),
+    ({"seeds": [0]}, "lacks 'strategies'"),
+    ({"strategies": ["lump"], "seeds": [0], "set": ["train.epochs"]}, "set=['train.epochs'] is not accepted"),
+])
+def test_grid_files_are_checked(tmp_path, content, message):
+    path = tmp_path / "g.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        GridSpec.from_file(path)
+
+
+def test_grid_layout_and_configurations(tmp_path):
+    (tmp_path / "c.yaml").write_text("train:\n  epochs: 2\n")
+    path = tmp_path / "grids" / "g.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump({"name": "g", "output": str(tmp_path / "out"), "config": ["../c.yaml"],
+                                    "set": ["lump.mem_size=32"], "strategies": ["lump", "Replay"],
+                                    "ssl": ["simsiam", "barlowtwins"], "seeds": [3]}))
+    spec = GridSpec.from_file(path)
+    runs = spec.runs()
+    assert [r.output.relative_to(tmp_path / "out").as_posix() for r in runs] == [
+        "simsiam/lump/seed3", "barlowtwins/lump/seed3", "supervised/Replay/seed3"]
+    cfg = spec.config_of(runs[1])
+    assert (cfg.train.epochs, cfg.lump.mem_size, cfg.ssl.name, cfg.seed, cfg.strategy) == (2, 32, "barlowtwins", 3, "lump")
+    assert main(["grid", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_grid_runs_once_groups_wandb_runs_and_skips_finished_runs(tmp_path, fmnist_available, monkeypatch, capsys):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "out"
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump({"name": "grid-group-7f3a", "output": str(out), "strategies": ["lump", "Naive"],
+                                    "ssl": ["simsiam"], "seeds": [0],
+                                    "set": TINY_SET + ["data.n_experiences=2"]}))
+    assert main(["grid", str(grid), "--wandb"]) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] simsiam/lump seed 0: trained in" in printed and "[2/2] supervised/Naive seed 0: trained in" in printed
+    for arm, job in (("simsiam/lump", b"lump"), ("supervised/Naive", b"Naive")):
+        (run_dir,) = (out / arm / "seed0" / "wandb").glob("offline-run-*")
+        (log,) = run_dir.glob("*.wandb")
+        data = log.read_bytes()
+        assert b"grid-group-7f3a" in data and job in data  # the run's group and job type
+    assert (out / "report" / "report.md").is_file() and (out / "report" / "acc_matrix.png").is_file()
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("results.json")}
+    assert main(["grid", str(grid), "--no-report"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished before, reused") == 2 and "grid: 2 reused, 0 resumed, 0 trained, 0 failed" in printed
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("results.json")} == stamps
+
+
+def test_grid_refuses_to_overwrite_a_run_of_other_settings(tmp_path, fmnist_available, capsys):
+    out = tmp_path / "out"
+    base = {"name": "g", "output": str(out), "strategies": ["Naive"], "ssl": ["simsiam"], "seeds": [0],
+            "set": TINY_SET + ["data.n_experiences=2"]}
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump(base))
+    assert main(["grid", str(grid), "--no-report"]) == 0
+    before = (out / "supervised/Naive/seed0/results.json").read_text()
+    grid.write_text(yaml.safe_dump({**base, "set": base["set"] + ["supervised.lr=0.02"]}))
+    assert main(["grid", str(grid), "--no-report"]) == 1
+    assert "holds a run of another configuration, keys supervised.lr" in capsys.readouterr().out
+    assert (out / "supervised/Naive/seed0/results.json").read_text() == before
+    # the SSL method does not change a supervised run: it is reused
+    grid.write_text(yaml.safe_dump({**base, "ssl": ["barlowtwins"]}))
+    assert main(["grid", str(grid), "--no-report"]) == 0
+    assert "finished before, reused" in capsys.readouterr().out

@@ -7,6 +7,12 @@ probe under both protocols after each task, records the results
 (:mod:`~avalanche_freeze.checkpoint`; ``restore`` continues from the last one) and
 writes ``results.json``.
 
+Three kinds of strategy run this way (:func:`~avalanche_freeze.recipes.strategy_kind`): the
+self-supervised recipes; ``joint``, the upper bound (one pass over all tasks' images, evaluated
+once); and Avalanche's supervised strategies (``Naive``, ``Replay``, ...), which a
+:attr:`ExperimentRun.trainer` trains on labels while the self-supervised strategy, sharing the
+backbone, evaluates its features with the same probes.
+
 Example:
     >>> cfg = ExperimentConfig.from_sources(overrides=["strategy=lump_freeze"])
     >>> run = ExperimentRun.build(cfg, Path("runs/example"), verbose=False)  # doctest: +SKIP
@@ -41,8 +47,8 @@ from .checkpoint import (
 )
 from .config import ConfigError, ExperimentConfig, flatten
 from .efficiency import EfficiencyMetrics
-from .health import TrainingHealthPlugin
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
+from .health import TrainingHealthPlugin
 from .output_lock import OutputLock
 from .probes import make_probe
 from .recipes import available_strategies, build_plugins, strategy_kind, unused_sections

@@ -182,6 +182,7 @@ def plot(cells: List[Dict], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
     markers = {"lump": "s", "rule": "*", "fixed2": "o", "fixed3": "^", "freezeout": "D", "random": "x"}
+    colours = {arm: f"C{i}" for i, arm in enumerate(markers)}
     for ax, cell in zip(axes[0], cells):
         for arm, s in cell["arms"].items():
             flops = [f / 1e12 for f in s["bwd_flops"]]
@@ -189,12 +190,13 @@ def plot(cells: List[Dict], path: Path) -> None:
             ax.errorbar(statistics.mean(flops), statistics.mean(acc),
                         xerr=statistics.stdev(flops) if len(flops) > 1 else 0,
                         yerr=statistics.stdev(acc) if len(acc) > 1 else 0,
-                        fmt=markers.get(arm, "o"), ms=10 if arm == "rule" else 6, capsize=3, label=arm)
+                        fmt=markers.get(arm, "o"), color=colours.get(arm), ms=10 if arm == "rule" else 6, capsize=3,
+                        label=f"{arm} ({len(acc)} seed{'s' if len(acc) > 1 else ''})")
         ax.set_title(f"{cell['ssl']}, {cell['epochs']} epochs/task", fontsize=10)
         ax.set_xlabel("backward TFLOPs (whole run)")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel("kNN accuracy, class-incr. (%)")
-    axes[0][-1].legend(fontsize=8, loc="best")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)

@@ -83,3 +83,35 @@ def test_console_script_lists_strategies_methods_and_keys():
     out = subprocess.run([sys.executable, "-m", "avalanche_freeze.cli", "list"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "lump_freeze" in out.stdout and "simsiam" in out.stdout and "lump.mem_size (256)" in out.stdout
+
+
+def test_positional_overrides_and_environment_variables_in_the_output(tmp_path, fmnist_available, monkeypatch):
+    monkeypatch.setenv("SWEEP_RUN", "abc123")
+    args = ["run", "--quiet", "--strategy", "lump", "--output", str(tmp_path / "sweep" / "$SWEEP_RUN")]
+    assert main(args + TINY_SET + ["data.n_experiences=2", "lump.alpha=0.3"]) == 0
+    r = json.loads((tmp_path / "sweep" / "abc123" / "results.json").read_text())
+    assert r["config"]["lump"]["alpha"] == 0.3 and r["config"]["data"]["n_experiences"] == 2
+    monkeypatch.delenv("SWEEP_RUN")
+    assert main(args) == 2  # an unset variable is an error, not a folder named "$SWEEP_RUN"
+    assert main(["run", "--quiet", "--output", str(tmp_path / "x"), "train.epochs"]) == 2
+
+
+def test_the_sweep_file_runs_the_cli_with_accepted_values():
+    import yaml
+    from pathlib import Path
+
+    from avalanche_freeze.cli import _parser
+    from avalanche_freeze.config import ExperimentConfig
+
+    root = Path(__file__).resolve().parents[1]
+    sweep = yaml.safe_load((root / "experiments/sweeps/freeze.yaml").read_text())
+    command = [c for c in sweep["command"] if not c.startswith("${")]
+    assert command[0] == sweep["program"] == "avalanche-freeze"
+    args = _parser().parse_args(command[1:] + [f"{k}={v['values'][0]}" for k, v in sweep["parameters"].items()])
+    assert args.command == "run" and args.wandb and str(args.output).endswith("$WANDB_RUN_ID")
+    files = [root / p for p in args.config]
+    for key, spec in sweep["parameters"].items():
+        for value in spec["values"]:
+            cfg = ExperimentConfig.from_sources(files=files, overrides=args.overrides + [f"{key}={value}",
+                                                                                          "strategy=lump_freeze"])
+            assert cfg.data.eval_split == "validation"

@@ -180,3 +180,17 @@ def test_grid_refuses_to_overwrite_a_run_of_other_settings(tmp_path, fmnist_avai
     grid.write_text(yaml.safe_dump({**base, "ssl": ["barlowtwins"]}))
     assert main(["grid", str(grid), "--no-report"]) == 0
     assert "finished before, reused" in capsys.readouterr().out
+
+
+def test_report_logs_its_plots_and_table_to_an_offline_wandb_run(runs, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    assert main(["report", str(runs), "--output", str(tmp_path / "r"), "--wandb", "--title", "hand-made"]) == 0
+    (run_dir,) = (tmp_path / "r" / "wandb").glob("offline-run-*")
+    media = run_dir / "files" / "media"
+    images = sorted(p.name.rsplit("_", 2)[0] for p in (media / "images" / "report").glob("*.png"))
+    assert images == ["acc_matrix", "acc_vs_flops", "efficiency", "freeze_scores", "task_accuracy"]
+    (table,) = (media / "table" / "report").glob("summary_*.table.json")
+    data = json.loads(table.read_text())
+    assert data["columns"][:3] == ["arm", "seeds", "knn_ci acc"] and [r[0] for r in data["data"]][1] == "simsiam/lump"
+    assert b"hand-made" in next(run_dir.glob("*.wandb")).read_bytes()  # the group

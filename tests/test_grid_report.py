@@ -194,3 +194,23 @@ def test_report_logs_its_plots_and_table_to_an_offline_wandb_run(runs, tmp_path,
     data = json.loads(table.read_text())
     assert data["columns"][:3] == ["arm", "seeds", "knn_ci acc"] and [r[0] for r in data["data"]][1] == "simsiam/lump"
     assert b"hand-made" in next(run_dir.glob("*.wandb")).read_bytes()  # the group
+
+
+def test_joint_upper_bound_trains_all_tasks_at_once(tmp_path, fmnist_available):
+    from avalanche_freeze.config import ExperimentConfig
+    from avalanche_freeze.experiment import ExperimentRun
+
+    cfg = ExperimentConfig.from_sources(overrides=TINY_SET + ["strategy=joint", "data.n_experiences=2"])
+    run = ExperimentRun.build(cfg, tmp_path / "joint", verbose=False)
+    (joint_exp,) = run.benchmark.joint_train_stream
+    n_images = sum(len(e.dataset) for e in run.benchmark.benchmark.train_stream)
+    assert len(joint_exp.dataset) == n_images > 128
+    r = run.run()
+    assert r["joint"] and len(r["efficiency"]) == 1
+    assert r["efficiency"][0]["Iterations_Exp"] == n_images // 32  # one pass over both tasks' images per epoch
+    m = r["acc_matrix"]["knn_ci"]
+    assert m[0] == [None, None] and None not in m[1]
+    assert r["avg_acc"]["knn_ci"] == pytest.approx(sum(m[1]) / 2)
+    assert r["forgetting_max"]["knn_ci"] is None and r["learning_acc"]["knn_ti"] is None
+    # both tasks' banks come from the benchmark's per-task training data (task-incremental probes)
+    assert run.strategy.probe_evaluator.trained == [0, 1]

@@ -249,20 +249,16 @@ def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = Non
 def _grid(args) -> int:
     from .grid import GridSpec, run_grid
 
+    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         spec = GridSpec.from_file(args.grid_file)
         spec.overrides += args.overrides
         runs = spec.runs()
-        for run in runs:  # every configuration is checked before the first run starts
-            spec.config_of(run)
+        outcome = run_grid(spec, wandb=args.wandb, verbose=args.verbose)  # checks every configuration first
     except ConfigError as exc:
         if args.debug:
             traceback.print_exc()
         return _error(str(exc), 2)
-    print(f"grid {spec.name}: {len(runs)} runs into {spec.output}")
-    previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        outcome = run_grid(spec, wandb=args.wandb, verbose=args.verbose)
     except Interrupted as exc:
         print(f"\n{PROG}: grid interrupted by {exc}; every completed task is checkpointed: run the same command "
               "again to continue", file=sys.stderr)

@@ -51,7 +51,7 @@ from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from .health import TrainingHealthPlugin
 from .output_lock import OutputLock
 from .probes import make_probe
-from .recipes import available_strategies, build_plugins, strategy_kind, unused_sections
+from .recipes import available_strategies, build_plugins, strategy_kind, unused_keys, unused_sections
 from .results import RunResults, format_results_table
 from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
@@ -67,14 +67,16 @@ RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_t
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
-    sections the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`)
-    are neutral too."""
+    sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
+    :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too."""
     fa, fb = flatten(a), flatten(b)
     unused: set = set()
+    neutral = set(RESULT_NEUTRAL_KEYS)
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
         unused = set(unused_sections(a["strategy"]))
+        neutral |= set(unused_keys(a["strategy"]))
     return sorted(k for k in set(fa) | set(fb)
-                  if k not in RESULT_NEUTRAL_KEYS and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
+                  if k not in neutral and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
 
 
 def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:

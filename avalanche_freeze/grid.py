@@ -154,6 +154,7 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
     from .output_lock import OutputLock
 
     configs = [(run, spec.config_of(run)) for run in spec.runs()]  # every configuration is checked first
+    echo(f"grid {spec.name}: {len(configs)} runs into {spec.output}")
     outcome: Dict[str, List[GridRun]] = {"reused": [], "resumed": [], "trained": [], "failed": []}
     for i, (run, cfg) in enumerate(configs, start=1):
         prefix = f"[{i}/{len(configs)}] {run.label}"

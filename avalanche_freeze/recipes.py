@@ -52,14 +52,14 @@ from .plugins import (
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
-from .supervised import SUPERVISED_STRATEGIES
+from .supervised import STRATEGY_OPTIONS, SUPERVISED_STRATEGIES, SupervisedConfig
 from .validation import check_choice
 
 if TYPE_CHECKING:
     from .config import ExperimentConfig
 
 __all__ = ["COMPONENTS", "STRATEGY_KINDS", "available_strategies", "build_plugins", "recipe_path", "register_strategy",
-           "strategy_components", "strategy_kind", "unused_sections"]
+           "strategy_components", "strategy_kind", "unused_keys", "unused_sections"]
 
 #: Kinds of strategy: self-supervised continual (a recipe of plugins), self-supervised joint
 #: training on all tasks at once (the upper bound), Avalanche's supervised strategies.
@@ -127,6 +127,15 @@ def unused_sections(name: str) -> List[str]:
     else:
         unused.add("supervised")
     return sorted(unused)
+
+
+def unused_keys(name: str) -> List[str]:
+    """Dotted keys of the sections strategy ``name`` uses that it does not read: the options
+    of the other supervised strategies (``supervised.ewc_lambda`` for ``Replay``, ...)."""
+    if strategy_kind(name) != "supervised":
+        return []
+    used = {"lr", "augment", *STRATEGY_OPTIONS[name]}
+    return [f"supervised.{f.name}" for f in dataclasses.fields(SupervisedConfig) if f.name not in used]
 
 
 def register_strategy(name: str, components: Sequence[str]) -> None:

@@ -17,7 +17,7 @@ from avalanche_freeze.plugins import (
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
-from avalanche_freeze.recipes import available_strategies, build_plugins, recipe_path
+from avalanche_freeze.recipes import available_strategies, build_plugins, recipe_path, strategy_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +150,9 @@ def test_experiment_configs_are_valid(path):
 
 def test_every_registered_strategy_ships_its_recipe():
     shipped = sorted(p.stem for p in (ROOT / "strategies").glob("*.yaml"))
-    assert sorted(available_strategies()) == shipped
+    # Avalanche's supervised strategies have no recipe file: DER.yaml next to der.yaml would
+    # collide on case-insensitive file systems, and they take no plugin components
+    assert sorted(s for s in available_strategies() if strategy_kind(s) != "supervised") == shipped
     for name in shipped:
         path = recipe_path(name)
         assert path is not None and path.name == f"{name}.yaml"

@@ -138,6 +138,9 @@ def test_grid_layout_and_configurations(tmp_path):
     cfg = spec.config_of(runs[1])
     assert (cfg.train.epochs, cfg.lump.mem_size, cfg.ssl.name, cfg.seed, cfg.strategy) == (2, 32, "barlowtwins", 3, "lump")
     assert main(["grid", str(tmp_path / "missing.yaml")]) == 2
+    # a bad value in any run's configuration stops the grid before the first run starts
+    assert main(["grid", str(path), "--set", "train.epochs=0"]) == 2
+    assert not (tmp_path / "out").exists()
 
 
 def test_grid_runs_once_groups_wandb_runs_and_skips_finished_runs(tmp_path, fmnist_available, monkeypatch, capsys):
@@ -176,8 +179,8 @@ def test_grid_refuses_to_overwrite_a_run_of_other_settings(tmp_path, fmnist_avai
     assert main(["grid", str(grid), "--no-report"]) == 1
     assert "holds a run of another configuration, keys supervised.lr" in capsys.readouterr().out
     assert (out / "supervised/Naive/seed0/results.json").read_text() == before
-    # the SSL method does not change a supervised run: it is reused
-    grid.write_text(yaml.safe_dump({**base, "ssl": ["barlowtwins"]}))
+    # neither the SSL method nor another supervised strategy's option changes a Naive run: it is reused
+    grid.write_text(yaml.safe_dump({**base, "ssl": ["barlowtwins"], "set": base["set"] + ["supervised.ewc_lambda=5"]}))
     assert main(["grid", str(grid), "--no-report"]) == 0
     assert "finished before, reused" in capsys.readouterr().out
 

@@ -16,13 +16,15 @@ the epochs, batch size and schedule are the run's ``train`` section, so a superv
 the self-supervised arms' budget (its learning rate is its own: ``supervised.lr``).
 
 Example:
-    >>> from avalanche_freeze import CifarResNet18, make_benchmark
-    >>> bench = make_benchmark("fmnist", max_train_per_task=64)  # doctest: +SKIP
+    >>> from avalanche_freeze import CifarResNet18, TwoViewAugmentation
+    >>> augmentation = TwoViewAugmentation(image_size=28, channels=1, mean=(0.29,), std=(0.35,))
     >>> model = SupervisedModel(backbone=CifarResNet18(width=0.125, in_channels=1), num_classes=10,
-    ...                         augmentation=bench.augmentation)  # doctest: +SKIP
+    ...                         augmentation=augmentation)
     >>> strategy = build_supervised_strategy("Replay", model=model, options=SupervisedConfig(),
-    ...                                      train=TrainConfig(epochs=1))  # doctest: +SKIP
-    >>> strategy.train(bench.benchmark.train_stream[0])  # doctest: +SKIP
+    ...                                      train=TrainConfig(epochs=1), evaluator=EvaluationPlugin())
+    >>> type(strategy).__name__, model.eval()(torch.rand(2, 1, 28, 28)).shape
+    ('Replay', torch.Size([2, 10]))
+    >>> # then, per task: strategy.train(experience), and evaluate the backbone with the probes
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import os
 import pickle
 import random
 from collections import Counter

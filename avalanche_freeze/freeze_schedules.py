@@ -27,7 +27,7 @@ Example:
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Sequence
+from typing import List, Sequence
 
 __all__ = ["fixed_schedule", "freezeout_schedule", "frozen_compute", "random_schedule", "schedule_compute"]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's freezing grid on the embedded benchmark (Split Fashion-MNIST, CPU, about 100 minutes
+# The README's freezing grid on the embedded benchmark (Split Fashion-MNIST, CPU, about 4 hours
 # on 2 cores): LUMP vs LUMP + the default freezing rule, SimSiam and BarlowTwins, 3 and 10 epochs
 # per task, 3 seeds; the fixed-schedule controls at 10 epochs (SimSiam; CONTROL_SEEDS, default
 # "0 1 2"). Cells run in the order that gives the most useful partial results; finished runs are

@@ -241,9 +241,8 @@ class ExperimentRun:
     def _run(self, stop_after: Optional[int]) -> Dict[str, Any]:
         bench = self.benchmark.benchmark
         n_tasks = len(bench.train_stream)
-        if strategy_kind(self.cfg.strategy) == "joint":
-            if self.next_task < n_tasks and stop_after != 0:
-                self._run_joint()
+        if strategy_kind(self.cfg.strategy) == "joint" and self.next_task < n_tasks and stop_after != 0:
+            self._run_joint()
         done = 0
         while self.next_task < n_tasks and (stop_after is None or done < stop_after):
             t = self.next_task

@@ -68,7 +68,6 @@ class ArmSummary:
         accuracy: ``{matrix key: {field: (mean, std)}}``, fractions (``None`` where undefined, e.g.
             forgetting of joint training).
         ratios: ``{efficiency total: median LUMP/arm ratio}`` (``None`` without a LUMP reference).
-        totals: ``{efficiency total: mean}``.
     """
 
     name: str
@@ -76,7 +75,6 @@ class ArmSummary:
     seeds: List[int]
     accuracy: Dict[str, Dict[str, Tuple[Optional[float], Optional[float]]]]
     ratios: Dict[str, Optional[float]]
-    totals: Dict[str, float]
     reference: Optional[str]
 
 
@@ -108,10 +106,13 @@ def _mean_std(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optio
     return statistics.fmean(known), (statistics.stdev(known) if len(known) > 1 else None)
 
 
+def _parent(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else ""
+
+
 def _reference(arm: Arm, arms: Sequence[Arm]) -> Optional[Arm]:
     lumps = [a for a in arms if a.strategy == "lump"]
-    parent = arm.name.rsplit("/", 1)[0] if "/" in arm.name else ""
-    siblings = [a for a in lumps if (a.name.rsplit("/", 1)[0] if "/" in a.name else "") == parent]
+    siblings = [a for a in lumps if _parent(a.name) == _parent(arm.name)]
     return (siblings or lumps or [None])[0]
 
 
@@ -122,21 +123,19 @@ def summarize_arms(arms: Sequence[Arm]) -> List[ArmSummary]:
         accuracy = {}
         for key in arm.runs[0]["acc_matrix"]:
             accuracy[key] = {f: _mean_std([r.get(f, {}).get(key) for r in arm.runs]) for _, f in ACCURACY_FIELDS}
-        totals = {name: _mean_std([r.get("efficiency_total", {}).get(name) for r in arm.runs])[0] or 0.0
-                  for _, name in EFFICIENCY_RATIOS}
         ref = _reference(arm, arms)
+        ref_by_seed = {r["config"]["seed"]: r for r in ref.runs} if ref is not None else {}
         ratios: Dict[str, Optional[float]] = {}
         for _, name in EFFICIENCY_RATIOS:
             per_seed = []
             if ref is not None:
-                by_seed = {r["config"]["seed"]: r for r in ref.runs}
                 for r in arm.runs:
                     mine = r.get("efficiency_total", {}).get(name)
-                    theirs = by_seed.get(r["config"]["seed"], {}).get("efficiency_total", {}).get(name)
+                    theirs = ref_by_seed.get(r["config"]["seed"], {}).get("efficiency_total", {}).get(name)
                     if mine and theirs:
                         per_seed.append(theirs / mine)
             ratios[name] = statistics.median(per_seed) if per_seed else None
-        out.append(ArmSummary(arm.name, arm.strategy, arm.seeds, accuracy, ratios, totals,
+        out.append(ArmSummary(arm.name, arm.strategy, arm.seeds, accuracy, ratios,
                               ref.name if ref is not None else None))
     return out
 
@@ -173,14 +172,19 @@ def format_markdown(summaries: Sequence[ArmSummary], *, keys: Optional[Sequence[
 
 
 # ------------------------------------------------------------------- plots
+def _layout(n_panels: int, max_cols: int) -> Tuple[int, int]:
+    """Columns and rows of a figure of ``n_panels`` panels, at most ``max_cols`` a row."""
+    cols = max(1, min(max_cols, n_panels))
+    return cols, max(1, math.ceil(n_panels / cols))
+
+
 def _figure(n_panels: int, panel: Tuple[float, float], max_cols: int = 4):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    cols = max(1, min(max_cols, n_panels))
-    rows = max(1, math.ceil(n_panels / cols))
+    cols, rows = _layout(n_panels, max_cols)
     fig = Figure(figsize=(panel[0] * cols, panel[1] * rows), dpi=_DPI, layout="constrained")
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
     return fig, axes
@@ -188,8 +192,7 @@ def _figure(n_panels: int, panel: Tuple[float, float], max_cols: int = 4):
 
 def figure_size(n_panels: int, panel: Tuple[float, float], max_cols: int = 4) -> Tuple[int, int]:
     """The pixel size (width, height) of a report figure of ``n_panels`` panels."""
-    cols = max(1, min(max_cols, n_panels))
-    rows = max(1, math.ceil(n_panels / cols))
+    cols, rows = _layout(n_panels, max_cols)
     return round(panel[0] * cols * _DPI), round(panel[1] * rows * _DPI)
 
 

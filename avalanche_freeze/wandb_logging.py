@@ -107,6 +107,12 @@ class SSLWandBLogger(WandBLogger):
         self.wandb.finish()
 
 
+def _offline_unless_logged_in() -> None:
+    """Log offline (``WANDB_MODE=offline``, unless set) when no W&B credentials are present."""
+    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
+        os.environ.setdefault("WANDB_MODE", "offline")
+
+
 def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_type: Optional[str] = None) -> SSLWandBLogger:
     """The logger of one run: offline unless logged in, run name from benchmark/ssl/strategy/seed;
     ``group`` and ``job_type`` gather the runs of a grid into one dashboard.
@@ -116,8 +122,7 @@ def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_typ
     """
     import wandb
 
-    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
-        os.environ.setdefault("WANDB_MODE", "offline")
+    _offline_unless_logged_in()
     output.mkdir(parents=True, exist_ok=True)
     from .recipes import strategy_kind
 
@@ -145,8 +150,7 @@ def log_report(files: Dict[str, Path], table: Sequence[Sequence[str]], header: S
     import wandb
     from wandb.sdk.lib.runid import generate_id
 
-    if not os.environ.get("WANDB_API_KEY") and not (Path.home() / ".netrc").is_file():
-        os.environ.setdefault("WANDB_MODE", "offline")
+    _offline_unless_logged_in()
     output.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project=project, group=group, job_type="report", name=f"{group or 'runs'}-report",
                      dir=str(output), id=generate_id())

@@ -137,6 +137,7 @@ def strategy_state(strategy, plugins: Mapping[str, Any]) -> Dict[str, Any]:
     return {
         **training_state(strategy),
         "probe_evaluator": strategy.probe_evaluator.state_dict(),
+        "grad_scaler": None if strategy.grad_scaler is None else strategy.grad_scaler.state_dict(),
         "plugins": {name: p.state_dict() for name, p in plugins.items() if isinstance(p, StatefulPlugin)},
     }
 
@@ -164,3 +165,5 @@ def _restore(strategy, plugins: Mapping[str, Any], state: Dict[str, Any]) -> Non
         plugins[name].load_state_dict(plugin_state, device=strategy.device, backbone=strategy.backbone)
     restore_training_state(strategy, state)
     strategy.probe_evaluator.load_state_dict(state["probe_evaluator"])
+    if strategy.grad_scaler is not None and state.get("grad_scaler") is not None:
+        strategy.grad_scaler.load_state_dict(state["grad_scaler"])

@@ -7,6 +7,8 @@
     then its report;
 ``avalanche-freeze report RUNS_DIR [--output DIR] [--wandb]``
     the summary table (markdown) and PNG plots of a folder of runs;
+``torchrun --nproc_per_node=N -m avalanche_freeze run ...``
+    the same run, data parallel over N processes (process 0 logs, checkpoints and prints);
 ``avalanche-freeze list``
     strategies, SSL methods and config keys.
 
@@ -19,6 +21,7 @@ A user error prints one line; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -162,13 +165,33 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _error(problem, 2)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return _run(args, cfg)
+        from .distributed import launched_by_torchrun
+
+        return _run_distributed(args, cfg) if launched_by_torchrun() else _run(args, cfg)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
 
 
-def _run(args, cfg: ExperimentConfig) -> int:
+def _run_distributed(args, cfg: ExperimentConfig) -> int:
+    """One process of ``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
+    parallel (:mod:`~avalanche_freeze.distributed`); process 0 logs, checkpoints and prints."""
+    from .distributed import init_distributed, is_main_process, shutdown
+
+    try:
+        device = init_distributed(seed=cfg.seed, device=cfg.device)
+    except (ValueError, RuntimeError) as exc:
+        return _error(str(exc), 2)
+    if not is_main_process():
+        args.quiet, cfg.wandb.enabled = True, False
+    try:
+        code = _run(args, cfg, device=device, main=is_main_process())
+    finally:
+        shutdown()
+    return code
+
+
+def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: bool = True) -> int:
     from .benchmarks import DatasetError
     from .checkpoint import CHECKPOINT_NAME, CheckpointError
     from .experiment import ExperimentRun
@@ -180,11 +203,11 @@ def _run(args, cfg: ExperimentConfig) -> int:
     run = None
     wandb_logger = None
     try:
-        with OutputLock(args.output):
-            if args.overwrite:  # nothing of the previous run may be mistaken for this one's
+        with OutputLock(args.output) if main else contextlib.nullcontext():  # under torchrun: process 0's
+            if args.overwrite and main:  # nothing of the previous run may be mistaken for this one's
                 for name in (CHECKPOINT_NAME, "results.json"):
                     (args.output / name).unlink(missing_ok=True)
-            run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet)
+            run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet, device=device)
             if args.resume:
                 run.restore()
             if cfg.wandb.enabled:  # after a refused resume no empty W&B run is left behind
@@ -217,9 +240,10 @@ def _run(args, cfg: ExperimentConfig) -> int:
     finally:
         if wandb_logger is not None:
             wandb_logger.finish()
-    print()
-    print(format_results_table(results))
-    print(f"\nresults written to {args.output / 'results.json'}")
+    if main:
+        print()
+        print(format_results_table(results))
+        print(f"\nresults written to {args.output / 'results.json'}")
     return 0
 
 

@@ -16,7 +16,7 @@ section            keys
 ``augment``        ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
 ``model``          ``width``
 ``ssl``            ``name``, ``proj_dim``, ``pred_dim``, ``options``
-``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``
+``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
 ``eval``           ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
 ``lump``           ``mem_size``, ``alpha``
 ``freeze``         ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``schedule``

@@ -91,7 +91,7 @@ def probe_metric_prefix(probe_name: str, protocol: str) -> str:
     return f"Top1_{probe_name.upper()}_{PROTOCOL_TAGS[protocol]}_Acc"
 
 
-class ProbeEvaluator(SupervisedPlugin):
+class ProbeEvaluator(SupervisedPlugin, supports_distributed=True):
     """Probe banks and fitted probes of a strategy, cached until the model next changes.
 
     The bank of a training experience is the backbone's features of its (un-augmented)

@@ -46,6 +46,7 @@ from .checkpoint import (
     strategy_state,
 )
 from .config import ConfigError, ExperimentConfig, flatten
+from .distributed import barrier, gather_from_all, is_main_process, per_process_batch, rank, world_size
 from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from .health import TrainingHealthPlugin
@@ -131,9 +132,23 @@ class ExperimentRun:
 
     @classmethod
     def build(cls, cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = True,
-              extra_loggers: Optional[list] = None) -> "ExperimentRun":
+              extra_loggers: Optional[list] = None, device: Optional[str] = None) -> "ExperimentRun":
+        """Build the run of ``cfg`` writing to ``output_dir``.
+
+        Args:
+            cfg: the configuration.
+            output_dir: the run's folder (log, checkpoint, results).
+            verbose: print per-experience progress.
+            extra_loggers: more Avalanche loggers (W&B).
+            device: this process's device when it differs from ``cfg.device`` (``cuda:LOCAL_RANK``
+                under torchrun); the configuration keeps the configured one.
+
+        Under torchrun (:mod:`~avalanche_freeze.distributed`, initialised before) only process 0
+        logs, and ``train.batch_size`` is split over the processes.
+        """
         seed_everything(cfg.seed)
-        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        device = device or cfg.device
+        if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={cfg.device!r} but CUDA is not available here; accepted: cpu")
         data = cfg.data
         try:
@@ -147,15 +162,20 @@ class ExperimentRun:
             raise exc.within("data") from None
         _check_memory(cfg, bench.in_channels)
         kind = strategy_kind(cfg.strategy)
+        if world_size() > 1 and kind == "supervised":
+            raise ValueError(f"strategy={cfg.strategy} (Avalanche's supervised strategy) does not run under torchrun; "
+                             "accepted: the self-supervised recipes and joint")
         backbone = CifarResNet18(width=cfg.model.width, in_channels=bench.in_channels)
         plugins = build_plugins(cfg) if kind != "supervised" else {}  # supervised: health only, on the trainer
         efficiency = EfficiencyMetrics(count_every=cfg.metrics.flops_every)
         output_dir.mkdir(parents=True, exist_ok=True)
-        # line-buffered: a killed run's log holds every line written before the kill
-        loggers: list = [TextLogger(open(output_dir / "log.txt", "a", buffering=1, encoding="utf-8"))]
-        if verbose:
-            loggers.append(InteractiveLogger())
-        loggers.extend(extra_loggers or [])
+        loggers: list = []
+        if is_main_process():  # under torchrun, process 0 logs
+            # line-buffered: a killed run's log holds every line written before the kill
+            loggers.append(TextLogger(open(output_dir / "log.txt", "a", buffering=1, encoding="utf-8")))
+            if verbose:
+                loggers.append(InteractiveLogger())
+            loggers.extend(extra_loggers or [])
         probe_options = cfg.eval.probe_options(seed=cfg.seed)
         probe_metrics = probe_accuracy_metrics(probes=cfg.eval.probes, protocols=PROTOCOLS,
                                                probe_options=probe_options)
@@ -176,10 +196,14 @@ class ExperimentRun:
             lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay, lr_schedule=train.lr_schedule,
             probe=make_probe(primary, **probe_options[primary]), probe_protocol="class_incremental",
             probe_bank_stream=bench.benchmark.train_stream,
-            train_mb_size=train.batch_size, train_epochs=train.epochs, eval_mb_size=cfg.eval.mb_size,
-            device=cfg.device, plugins=list(plugins.values()), evaluator=evaluator, num_workers=cfg.num_workers,
+            train_mb_size=per_process_batch(train.batch_size), train_epochs=train.epochs,
+            eval_mb_size=cfg.eval.mb_size, device=device, plugins=list(plugins.values()), evaluator=evaluator,
+            num_workers=cfg.num_workers, precision=train.precision, channels_last=train.channels_last,
+            sync_batchnorm=train.sync_batchnorm,
         )
         trainer = None
+        if world_size() > 1:
+            seed_everything(cfg.seed + rank())  # built alike; augmentations and mixups differ per process
         if kind == "supervised":
             model = SupervisedModel(backbone=backbone, num_classes=bench.num_classes, augmentation=strategy.augmentation,
                                     augment=cfg.supervised.augment)
@@ -200,16 +224,22 @@ class ExperimentRun:
 
     # -------------------------------------------------------- checkpointing
     def checkpoint(self) -> None:
-        """Save the run after its last completed task (atomically, with a checksum)."""
-        state = {
-            "config": self.cfg.to_dict(),
-            "next_task": self.next_task,
-            "strategy": strategy_state(self.strategy, self.plugins),
-            "trainer": None if self.trainer is None else supervised_state(self.trainer),
-            "rng": rng_state(),
-            "results": self.results.data,
-        }
-        save_checkpoint(state, self.output_dir)
+        """Save the run after its last completed task (atomically, with a checksum). Under torchrun
+        process 0 writes it, with every process's RNG streams and plugin states (LUMP's buffers)."""
+        strategy = strategy_state(self.strategy, self.plugins)
+        processes = gather_from_all({"rng": rng_state(), "plugins": strategy["plugins"]})
+        if is_main_process():
+            state = {
+                "config": self.cfg.to_dict(),
+                "next_task": self.next_task,
+                "strategy": strategy,
+                "trainer": None if self.trainer is None else supervised_state(self.trainer),
+                "rng": rng_state(),
+                "results": self.results.data,
+                "processes": processes,
+            }
+            save_checkpoint(state, self.output_dir)
+        barrier()
 
     def restore(self) -> None:
         """Continue from the checkpoint in the output directory (same configuration required)."""
@@ -220,21 +250,28 @@ class ExperimentRun:
                 f"checkpoint in {self.output_dir} was written with a different configuration "
                 f"(keys {', '.join(diff)}); resume with the same config and --set values"
             )
-        restore_strategy_state(self.strategy, self.plugins, state["strategy"])
+        processes = state.get("processes") or [{"rng": state["rng"], "plugins": state["strategy"]["plugins"]}]
+        if len(processes) != world_size():
+            raise CheckpointError(f"checkpoint in {self.output_dir} was written by {len(processes)} process(es); "
+                                  f"resume it with the same number (here: {world_size()})")
+        mine = processes[rank()]
+        restore_strategy_state(self.strategy, self.plugins, {**state["strategy"], "plugins": mine["plugins"]})
         if self.trainer is not None:
             try:
                 restore_supervised_state(self.trainer, state["trainer"])
             except (KeyError, TypeError, ValueError, RuntimeError) as exc:
                 raise CheckpointError(f"the checkpoint's supervised strategy state does not fit this run "
                                       f"({type(exc).__name__}: {exc})") from exc
-        set_rng_state(state["rng"])
+        set_rng_state(mine["rng"])
         self.results = RunResults.from_dict(state["results"])
         self.next_task = state["next_task"]
 
     # ----------------------------------------------------------------- run
     def run(self, *, stop_after: Optional[int] = None) -> Dict[str, Any]:
         """Train the remaining tasks (``stop_after``: train at most this many, for tests), holding
-        the output directory's lock (:class:`~avalanche_freeze.output_lock.OutputLock`)."""
+        the output directory's lock (:class:`~avalanche_freeze.output_lock.OutputLock`; process 0's under torchrun)."""
+        if not is_main_process():
+            return self._run(stop_after)
         with OutputLock(self.output_dir):
             return self._run(stop_after)
 
@@ -256,16 +293,27 @@ class ExperimentRun:
             efficiency = dict(self.efficiency.last)
             if freeze is not None and freeze.decision_seconds:
                 efficiency["FreezeDecisionTime_Exp"] = freeze.decision_seconds[-1]
-            self.results.record_task(
-                t, self._accuracies(), efficiency, frozen_blocks=self.strategy.backbone.num_frozen_units,
-                freeze_history=freeze.history if freeze is not None else None,
-            )
+            frozen = self.strategy.backbone.num_frozen_units
+            self._check_same_frozen_prefix(frozen)
+            self.results.record_task(t, self._accuracies(), efficiency, frozen_blocks=frozen,
+                                     freeze_history=freeze.history if freeze is not None else None)
             self.next_task += 1
             done += 1
             self.checkpoint()
-        if self.next_task == n_tasks:
+        if self.next_task == n_tasks and is_main_process():
             self._write_results()
         return self.results.data
+
+    def _check_same_frozen_prefix(self, frozen: int) -> None:
+        """Under torchrun: every process froze the same prefix (recorded per task in the results)."""
+        if world_size() == 1:
+            return
+        per_process = gather_from_all(frozen)
+        if len(set(per_process)) > 1:
+            raise RuntimeError(f"the processes froze different prefixes ({per_process} units); the freezing "
+                               "decision must be process 0's everywhere")
+        self.results.data["processes"] = world_size()
+        self.results.data.setdefault("frozen_blocks_per_process", []).append(per_process)
 
     def _accuracies(self) -> Dict[str, Dict[int, float]]:
         return {m.key: m.last_values for m in self.probe_metrics if m.emit_at == "experience"}

@@ -39,7 +39,7 @@ class TrainingHealthError(RuntimeError):
     """Training produced garbage (NaN/inf loss or collapsed representations)."""
 
 
-class TrainingHealthPlugin(SupervisedPlugin):
+class TrainingHealthPlugin(SupervisedPlugin, supports_distributed=True):
     """Stop (or warn) when the loss is not finite, a weight is not finite at the end of a task
     (before evaluation and checkpointing), or the representation collapses.
 

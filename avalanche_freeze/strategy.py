@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
+from avalanche.benchmarks.utils.data_loader import SingleDatasetDataLoader, collate_from_data_or_kwargs
 from avalanche.evaluation.metrics import loss_metrics, timing_metrics
 from avalanche.logging import InteractiveLogger
 from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
@@ -38,6 +39,7 @@ from avalanche.training.templates.problem_type import SupervisedProblem
 from torch import Tensor, nn
 
 from .augmentations import TwoViewAugmentation
+from .distributed import check_distributed_plugins, wrap_for_training
 from .evaluation import PROTOCOLS, ProbeEvaluator
 from .probes import KNNProbe, Probe
 from .ssl import SSLMethod, SSLOutput, create_ssl_method
@@ -45,6 +47,7 @@ from .validation import check_choice, check_number
 
 __all__ = [
     "LR_SCHEDULES",
+    "PRECISIONS",
     "SelfSupervisedModel",
     "SelfSupervisedProblem",
     "SelfSupervisedStrategy",
@@ -54,6 +57,11 @@ __all__ = [
 
 #: Accepted values of ``lr_schedule``.
 LR_SCHEDULES = ("none", "cosine")
+
+#: Accepted values of ``precision``: float32, bfloat16 autocast, float16 autocast with a gradient scaler.
+PRECISIONS = ("32", "bf16", "16")
+
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
 
 @dataclass
@@ -67,6 +75,10 @@ class TrainConfig:
         momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (5e-4).
         lr_schedule: ``none`` or ``cosine`` over each task's epochs (cosine).
+        precision: ``32`` (float32), ``bf16`` (bfloat16 autocast) or ``16`` (float16 autocast with a
+            gradient scaler); the SSL losses are computed in float32 in every case (32).
+        channels_last: train with the NHWC memory layout (faster convolutions on recent GPUs; off).
+        sync_batchnorm: under ``torchrun`` on CUDA, BatchNorm statistics over the global batch (on).
     """
 
     epochs: int = 3
@@ -75,26 +87,38 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"
+    precision: str = "32"
+    channels_last: bool = False
+    sync_batchnorm: bool = True
 
     def __post_init__(self) -> None:
+        self.precision = str(self.precision)
         check_number("epochs", self.epochs, at_least=1, integer=True)
         check_number("batch_size", self.batch_size, at_least=2, integer=True)
         check_number("lr", self.lr, above=0)
         check_number("momentum", self.momentum, at_least=0, at_most=1)
         check_number("weight_decay", self.weight_decay, at_least=0)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("precision", self.precision, PRECISIONS)
 
 
 class SelfSupervisedModel(nn.Module):
-    """A backbone and its self-supervised heads; ``forward`` returns backbone features."""
+    """A backbone and its self-supervised heads.
+
+    ``forward(x)`` returns backbone features; ``forward(view1, view2)`` runs the SSL method on
+    the two views and returns its :class:`~avalanche_freeze.ssl.SSLOutput` (the training
+    forward, through DistributedDataParallel when training distributed).
+    """
 
     def __init__(self, backbone: nn.Module, ssl: SSLMethod) -> None:
         super().__init__()
         self.backbone = backbone
         self.ssl = ssl
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.backbone(x)
+    def forward(self, x: Tensor, view2: Optional[Tensor] = None) -> Union[Tensor, SSLOutput]:  # type: ignore[override]
+        if view2 is None:
+            return self.backbone(x)
+        return self.ssl(self.backbone, x, view2)
 
 
 def default_ssl_evaluator() -> EvaluationPlugin:
@@ -120,11 +144,19 @@ def _infer_feature_dim(backbone: nn.Module, augmentation: TwoViewAugmentation) -
     return out.shape[1]
 
 
+class _LRScheduler(LRSchedulerPlugin, supports_distributed=True):
+    """Avalanche's scheduler plugin, which steps identically in every process."""
+
+
 class SelfSupervisedProblem(SupervisedProblem):
     """The self-supervised problem: what a minibatch, a forward pass and a loss are.
 
     Training: the minibatch's raw images become two augmented views (``mb_views``), the
-    forward pass runs the SSL method on them (``ssl_output``) and the loss is the SSL loss.
+    forward pass runs the SSL method on them (``ssl_output``, under ``torch.autocast`` when
+    ``precision`` is ``bf16`` or ``16``) and the loss is the SSL loss. With ``precision="16"``
+    the backward pass scales the loss and unscales the gradients right after, so plugins that
+    read gradients (``after_backward``) see their true values; the step is skipped, as
+    ``torch.amp.GradScaler`` does, when they are not finite.
     Evaluation: the forward pass gives backbone features (``mb_features``) and, when a
     probe is set, the probe's class scores (``mb_output``), so Avalanche's accuracy metrics
     work; the loss is the probe's evaluation loss.
@@ -138,6 +170,16 @@ class SelfSupervisedProblem(SupervisedProblem):
     mb_views: Optional[List[Tensor]]
     ssl_output: Optional[SSLOutput]
     mb_features: Optional[Tensor]
+    precision: str
+    channels_last: bool
+    grad_scaler: Optional["torch.amp.GradScaler"]
+    #: the module the training forward goes through: ``model``, or its DistributedDataParallel wrapper
+    training_module: nn.Module
+
+    def autocast(self):
+        """The autocast context of the training forward (a no-op at ``precision="32"``)."""
+        dtype = _AUTOCAST_DTYPES.get(self.precision)
+        return torch.autocast(device_type=torch.device(self.device).type, dtype=dtype, enabled=dtype is not None)
 
     @property
     def backbone(self) -> nn.Module:
@@ -152,12 +194,16 @@ class SelfSupervisedProblem(SupervisedProblem):
     def _unpack_minibatch(self):
         super()._unpack_minibatch()
         if self.is_training:
-            self.mb_views = list(self.augmentation(self.mb_x))
+            views = self.augmentation(self.mb_x)
+            if self.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            self.mb_views = list(views)
 
     def forward(self):
         if self.is_training:
             assert self.mb_views is not None
-            self.ssl_output = self.model.ssl(self.model.backbone, *self.mb_views)
+            with self.autocast():
+                self.ssl_output = self.training_module(*self.mb_views)
             return self.ssl_output.features[0]
         self.mb_features = self.model(self.augmentation.normalize(self.mb_x))
         if self.probe is None:
@@ -171,6 +217,18 @@ class SelfSupervisedProblem(SupervisedProblem):
         if self.probe is None:
             return torch.zeros((), device=self.device)
         return self.probe.eval_loss(self.mb_output, self.mb_y)
+
+    def backward(self):
+        if self.grad_scaler is None:
+            return super().backward()
+        self.grad_scaler.scale(self.loss).backward(retain_graph=self.retain_graph)
+        self.grad_scaler.unscale_(self.optimizer)
+
+    def optimizer_step(self):
+        if self.grad_scaler is None:
+            return super().optimizer_step()
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
 
     def _after_update(self, **kwargs):
         self.model.ssl.after_update(self.model.backbone)
@@ -211,6 +269,17 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         train_mb_size, train_epochs, eval_mb_size, device, plugins, evaluator,
             eval_every: as in Avalanche's templates.
         num_workers: dataloader workers.
+        precision: ``32`` (float32, default), ``bf16`` (bfloat16 autocast) or ``16`` (float16
+            autocast with a gradient scaler). The training forward runs under autocast; SSL
+            losses are computed in float32; evaluation features are extracted in float32.
+        channels_last: keep the model and the training views in the NHWC memory layout.
+        sync_batchnorm: under ``torchrun`` on CUDA, synchronise BatchNorm statistics across
+            processes (default on, as solo-learn does for SSL; PyTorch has no CPU kernel for it).
+
+    Under ``torchrun`` (:mod:`~avalanche_freeze.distributed`) ``train_mb_size`` is the batch of
+    one process, the training forward goes through ``DistributedDataParallel`` and evaluation
+    is not sharded (every process evaluates everything, so the accuracies do not depend on the
+    number of processes); every plugin must declare ``supports_distributed``.
 
     Attributes:
         probe_evaluator: the :class:`~avalanche_freeze.evaluation.ProbeEvaluator`
@@ -251,7 +320,12 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin], None] = default_ssl_evaluator,
         eval_every: int = -1,
         num_workers: int = 0,
+        precision: str = "32",
+        channels_last: bool = False,
+        sync_batchnorm: bool = True,
     ) -> None:
+        precision = str(precision)
+        check_choice("precision", precision, PRECISIONS)
         check_choice("probe_protocol", probe_protocol, PROTOCOLS)
         check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
         check_number("train_mb_size", train_mb_size, at_least=2, integer=True)  # BatchNorm needs two samples
@@ -273,7 +347,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         plugins = [self.probe_evaluator] + list(plugins or [])
         if lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train_epochs))
-            plugins.append(LRSchedulerPlugin(scheduler, reset_scheduler=True, reset_lr=True, step_granularity="epoch"))
+            plugins.append(_LRScheduler(scheduler, reset_scheduler=True, reset_lr=True, step_granularity="epoch"))
+        check_distributed_plugins(plugins)
         super().__init__(
             model=wrapped,
             optimizer=optimizer,
@@ -289,18 +364,44 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         self.probe = probe
         self.probe_protocol = probe_protocol
         self.num_workers = num_workers
+        self.precision = precision
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.grad_scaler = torch.amp.GradScaler(torch.device(self.device).type) if precision == "16" else None
+        self.sync_batchnorm = sync_batchnorm
+        self.training_module = self.model
         self.mb_views = None
         self.ssl_output = None
         self.mb_features = None
 
+    def _before_training_exp(self, **kwargs):
+        super()._before_training_exp(**kwargs)
+        if self.training_module is self.model:  # once, with the model on its device
+            self.training_module = wrap_for_training(self.model, sync_batchnorm=self.sync_batchnorm)
+
+    def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False,
+                             **kwargs):
+        """Avalanche's evaluation loader, never sharded across processes (every process evaluates the
+        whole experience, so the accuracies do not depend on the number of processes)."""
+        args = self._obtain_common_dataloader_parameters(
+            batch_size=self.eval_mb_size, num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
+            persistent_workers=persistent_workers)
+        collate_from_data_or_kwargs(self.adapted_dataset, args)
+        self.dataloader = SingleDatasetDataLoader(self.adapted_dataset, distributed_sampling=False, **args)
+
     def make_train_dataloader(self, num_workers=None, shuffle=True, pin_memory=None,
-                              persistent_workers=False, drop_last=None, **kwargs):
-        """Avalanche's loader; drops the last incomplete batch when the dataset has a full one
-        (a 1-sample batch would break BatchNorm in the heads)."""
+                              persistent_workers=None, drop_last=None, **kwargs):
+        """Avalanche's loader (pinned memory on CUDA); drops the last incomplete batch when the dataset
+        has a full one (a 1-sample batch would break BatchNorm in the heads); workers persist over
+        the epochs of an experience."""
+        workers = self.num_workers if num_workers is None else num_workers
+        if persistent_workers is None:
+            persistent_workers = workers > 0
         if drop_last is None:
             drop_last = len(self.adapted_dataset) >= self.train_mb_size
         super().make_train_dataloader(
-            num_workers=self.num_workers if num_workers is None else num_workers,
+            num_workers=workers,
             shuffle=shuffle, pin_memory=pin_memory, persistent_workers=persistent_workers,
             drop_last=drop_last, **kwargs,
         )

@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
 from ..correlation import (REPRESENTATIONS, SubspaceBasis, centered_gram, cka_from_grams, conv_input_patches,
                            energy_basis, gradient_projection_ratio, linear_cka, representation_matrix)
+from ..distributed import broadcast_from_main
 from ..protocols import SelfSupervisedState
 from ..validation import check_choice, check_number, not_accepted
 
@@ -173,7 +174,7 @@ def unit_compute_shares(backbone: FreezableBackbone, example: Tensor) -> List[fl
     return [f / total for f in flops] if total else [0.0] * len(flops)
 
 
-class CorrelationFreezePlugin(SupervisedPlugin):
+class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     """Freeze the task-correlated, settled prefix of a :class:`~avalanche_freeze.backbones.FreezableBackbone`.
 
     Works with :class:`~avalanche_freeze.SelfSupervisedStrategy` (with or without LUMP) and
@@ -352,11 +353,14 @@ class CorrelationFreezePlugin(SupervisedPlugin):
     @torch.no_grad()
     def accumulate_gradients(self, backbone: FreezableBackbone) -> None:
         """``gradient`` measure: add the current weight gradients of every open unit's convs to the
-        sums the next decision scores (called after each backward pass)."""
-        for i in self._open_units(backbone):
-            grads = [c.weight.grad for c in self._convs(backbone.units[i])]
-            if any(g is None for g in grads):
-                continue
+        sums the next decision scores (called after each backward pass). An iteration whose gradients are
+        not finite (a float16 step the gradient scaler skips) adds nothing."""
+        per_unit = {i: [c.weight.grad for c in self._convs(backbone.units[i])] for i in self._open_units(backbone)}
+        per_unit = {i: grads for i, grads in per_unit.items() if all(g is not None for g in grads)}
+        if per_unit and not bool(torch.isfinite(torch.stack([g.sum() for grads in per_unit.values()
+                                                             for g in grads])).all()):
+            return
+        for i, grads in per_unit.items():
             sums = self._grad_sums.get(i)
             if sums is None:
                 self._grad_sums[i] = [g.detach().clone() for g in grads]
@@ -524,7 +528,8 @@ class CorrelationFreezePlugin(SupervisedPlugin):
             if ends[k] > backbone.num_frozen_units and (score < self.tau or steady < self.stability):
                 break
             chosen = ends[k]
-        n_blocks = max(chosen, backbone.num_frozen_units)  # progressive: never unfreeze
+        # progressive: never unfreeze; under torchrun every process applies process 0's decision
+        n_blocks = broadcast_from_main(max(chosen, backbone.num_frozen_units))
         self._apply(strategy, backbone, n_blocks)
         self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), dict(zip(names, stable)),
                      time.perf_counter() - start)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
 
+from ..distributed import world_size
 from ..protocols import require_self_supervised
 from ..validation import check_number
 from .reservoir import ReservoirBuffer
@@ -48,7 +49,7 @@ class LUMPConfig:
         check_number("alpha", self.alpha, above=0)
 
 
-class LUMPPlugin(SupervisedPlugin):
+class LUMPPlugin(SupervisedPlugin, supports_distributed=True):
     """LUMP for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:
@@ -56,6 +57,10 @@ class LUMPPlugin(SupervisedPlugin):
         alpha: Beta distribution parameter of the mixup coefficient (0.4).
         seed: seed of the buffer and mixup draws (default: drawn from torch's global RNG,
             so a run seeded with ``torch.manual_seed`` is reproducible).
+
+    Under ``torchrun`` with N processes each process keeps a reservoir of ``mem_size // N``
+    images of its own shard of the data (``mem_size`` in all) and mixes its part of the batch
+    with it.
 
     Example:
         >>> from avalanche_freeze.plugins import LUMPPlugin
@@ -70,7 +75,7 @@ class LUMPPlugin(SupervisedPlugin):
         LUMPConfig(mem_size=mem_size, alpha=alpha)
         self.mem_size = mem_size
         self.alpha = alpha
-        self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
+        self.buffer = ReservoirBuffer(capacity=mem_size // world_size(), seed=seed)
         self.rng = np.random.default_rng(self.buffer.seed)
         self.last_lambda: Optional[float] = None
         self._clean_view2: Optional[torch.Tensor] = None

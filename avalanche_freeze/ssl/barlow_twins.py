@@ -34,6 +34,7 @@ class BarlowTwins(SSLMethod):
     """
 
     name = "barlowtwins"
+    global_batch = True
 
     def __init__(
         self,

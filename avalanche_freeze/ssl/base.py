@@ -6,12 +6,15 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
+import torch.distributed as dist
 from torch import Tensor, nn
 
 from ..validation import check_choice, check_number, not_accepted
 
 __all__ = [
     "SSLConfig",
+    "gather_batch",
     "SSLMethod",
     "SSLOutput",
     "available_ssl_methods",
@@ -45,6 +48,12 @@ class SSLMethod(nn.Module):
     network override :meth:`loss_from_features`, and methods with extra state (BYOL's
     momentum encoder) override :meth:`after_update`, called after every optimizer step.
 
+    Losses are computed in float32 with autocast off (:meth:`ssl_loss`), whatever the training
+    precision. A method whose loss depends on the whole batch (``global_batch = True``: batch
+    statistics or negatives) computes it, when training distributed, on the projections
+    gathered from every process (gradients flow back through the gather), so the loss equals
+    the single-process loss on the global batch.
+
     Every registered method is built as ``factory(feature_dim=..., backbone=...,
     proj_dim=..., pred_dim=..., **options)``; a method ignores what it does not use.
 
@@ -54,6 +63,8 @@ class SSLMethod(nn.Module):
     """
 
     name: str = "base"
+    #: whether the loss depends on the whole batch (gathered across processes when distributed)
+    global_batch: bool = False
     projector: nn.Module
     criterion: nn.Module
 
@@ -75,7 +86,16 @@ class SSLMethod(nn.Module):
         """Compute the loss from the backbone features of the two views (the views themselves
         serve methods with a target network)."""
         z1, z2 = self.projector(f1), self.projector(f2)
-        return SSLOutput(loss=self.criterion(z1, z2), features=(f1, f2), projections=(z1, z2))
+        return SSLOutput(loss=self.ssl_loss(z1, z2), features=(f1, f2), projections=(z1, z2))
+
+    def ssl_loss(self, a: Tensor, b: Tensor) -> Tensor:
+        """``criterion(a, b)`` in float32 with autocast off; on the global batch (gathered from every
+        process) when the method has ``global_batch`` and training is distributed."""
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            a, b = a.float(), b.float()
+            if self.global_batch:
+                a, b = gather_batch(a), gather_batch(b)
+            return self.criterion(a, b)
 
     def project(self, features: Tensor) -> Tensor:
         """Projector output for backbone ``features`` (used by distillation plugins)."""
@@ -86,7 +106,8 @@ class SSLMethod(nn.Module):
 
         Used as the distillation term by CaSSLe (``a`` = predicted, ``b`` = frozen target).
         """
-        return self.criterion(a, b.detach())
+        with torch.autocast(device_type=a.device.type, enabled=False):
+            return self.criterion(a.float(), b.detach().float())
 
     def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:
         """The loss CaSSLe distils with, between predicted and frozen-model projections.
@@ -103,6 +124,40 @@ class SSLMethod(nn.Module):
 
     def after_update(self, backbone: nn.Module) -> None:
         """Hook called after each optimizer step (momentum updates)."""
+
+
+def gather_batch(x: Tensor) -> Tensor:
+    """``x`` of every process concatenated along the batch (rank order), differentiable: the
+    gradient reaching each process's part is the sum over processes of the gradients of their
+    losses; ``x`` itself when not distributed.
+
+    With every process computing the same loss on the gathered batch and DistributedDataParallel
+    averaging the parameter gradients, the update equals the single-process one on the global batch.
+
+    Example:
+        >>> import torch
+        >>> gather_batch(torch.ones(2, 3)).shape  # not distributed: unchanged
+        torch.Size([2, 3])
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return x
+    return torch.cat(_GatherWithGradient.apply(x.contiguous()), dim=0)
+
+
+class _GatherWithGradient(torch.autograd.Function):
+    """all_gather forward; backward: the summed gradients of this process's slice."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor):  # type: ignore[override]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x)
+        return tuple(parts)
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor):  # type: ignore[override]
+        summed = torch.stack([g.contiguous() for g in grads])
+        dist.all_reduce(summed)
+        return summed[dist.get_rank()]
 
 
 _REGISTRY: Dict[str, Callable[..., SSLMethod]] = {}

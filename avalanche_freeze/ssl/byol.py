@@ -73,7 +73,7 @@ class BYOL(SSLMethod):
         with torch.no_grad():
             t1 = self.target_projector(self.target_backbone(view1))
             t2 = self.target_projector(self.target_backbone(view2))
-        loss = 0.5 * (self.criterion(q1, t2) + self.criterion(q2, t1))
+        loss = 0.5 * (self.ssl_loss(q1, t2) + self.ssl_loss(q2, t1))
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
 
     @torch.no_grad()

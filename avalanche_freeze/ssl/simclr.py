@@ -35,6 +35,7 @@ class SimCLR(SSLMethod):
     """
 
     name = "simclr"
+    global_batch = True
 
     def __init__(
         self,

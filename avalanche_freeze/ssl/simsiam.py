@@ -56,7 +56,7 @@ class SimSiam(SSLMethod):
     def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
         z1, z2 = self.projector(f1), self.projector(f2)
         p1, p2 = self.predictor(z1), self.predictor(z2)
-        loss = 0.5 * (self.criterion(p1, z2.detach()) + self.criterion(p2, z1.detach()))
+        loss = 0.5 * (self.ssl_loss(p1, z2.detach()) + self.ssl_loss(p2, z1.detach()))
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
 
     def distillation_loss(self, predicted: Tensor, target: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ class VICReg(SSLMethod):
     """
 
     name = "vicreg"
+    global_batch = True
 
     def __init__(
         self,

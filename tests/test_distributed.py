@@ -1,0 +1,137 @@
+"""Distributed data-parallel training on CPU with the gloo backend: gathered losses, torchrun runs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from avalanche_freeze.ssl import BarlowTwins, SimCLR, SimSiam, VICReg
+
+from .conftest import TINY_SET
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+WORLD = 2
+METHODS = {"barlowtwins": lambda: BarlowTwins(feature_dim=8, proj_dim=16),
+           "simclr": lambda: SimCLR(feature_dim=8, proj_dim=16, out_dim=8),
+           "vicreg": lambda: VICReg(feature_dim=8, proj_dim=16),
+           "simsiam": lambda: SimSiam(feature_dim=8, proj_dim=16, pred_dim=4)}
+
+
+def _global_batch():
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn(12, 16, generator=gen), torch.randn(12, 16, generator=gen)
+
+
+def _gathered_loss_worker(rank: int, init_file: str, name: str, queue) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        method = METHODS[name]()
+        z1, z2 = _global_batch()
+        part = slice(rank * 6, (rank + 1) * 6)
+        a, b = z1[part].clone().requires_grad_(), z2[part].clone().requires_grad_()
+        loss = method.ssl_loss(a, b)
+        loss.backward()
+        queue.put((rank, float(loss), a.grad.clone(), b.grad.clone()))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ["barlowtwins", "simclr", "vicreg"])
+def test_gathered_loss_equals_single_process_loss_on_the_global_batch(name, tmp_path):
+    """Each of 2 gloo processes holds half the batch: the loss is the one-process loss of the whole
+    batch, and each process's gradient, averaged as DDP does, is the one-process gradient of its half."""
+    z1, z2 = _global_batch()
+    a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
+    reference = METHODS[name]().ssl_loss(a, b)
+    reference.backward()
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_gathered_loss_worker, args=(r, str(tmp_path / "init"), name, queue))
+             for r in range(WORLD)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in range(WORLD))
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for rank, loss, grad_a, grad_b in results:
+        part = slice(rank * 6, (rank + 1) * 6)
+        assert loss == pytest.approx(float(reference), rel=1e-5)
+        torch.testing.assert_close(grad_a / WORLD, a.grad[part], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grad_b / WORLD, b.grad[part], rtol=1e-4, atol=1e-6)
+
+
+def test_per_sample_losses_are_not_gathered():
+    """SimSiam's loss is a mean over samples: DDP's gradient averaging already gives the global one."""
+    assert not SimSiam.global_batch and BarlowTwins.global_batch and SimCLR.global_batch and VICReg.global_batch
+
+
+def _torchrun(output: Path, *extra: str, nproc: int = WORLD) -> subprocess.Popen:
+    args = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+            "-m", "avalanche_freeze", "run", "--quiet", "--output", str(output)]
+    for item in TINY_SET:
+        args += ["--set", item]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(args + list(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            start_new_session=True)
+
+
+FREEZING = ("--strategy", "lump_freeze", "--set", "data.n_experiences=2", "--set", "freeze.tau=0.0",
+            "--set", "freeze.max_frozen_share=0.3")
+
+
+def test_torchrun_two_processes_train_lump_freeze(tmp_path, fmnist_available):
+    out = tmp_path / "run"
+    proc = _torchrun(out, *FREEZING)
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stdout
+    assert stdout.count("accuracy matrix [knn_ci]") == 1  # process 0 prints, once
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.txt", "results.json"]
+    r = json.loads((out / "results.json").read_text())
+    assert r["processes"] == 2
+    assert r["freeze_history"] and r["freeze_history"][0]["frozen_blocks"] > 0
+    per_process = r["frozen_blocks_per_process"]
+    assert per_process[-1][0] > 0 and all(len(set(row)) == 1 for row in per_process)
+    assert [row[0] for row in per_process] == [e["frozen_blocks"] for e in r["efficiency"]]
+    log = (out / "log.txt").read_text()
+    assert log.count("-- >> Start of training phase << --") == 2  # one logger, two tasks
+
+
+def test_torchrun_refuses_plugins_without_distributed_support(tmp_path, fmnist_available):
+    proc = _torchrun(tmp_path / "run", "--strategy", "cassle", "--set", "data.n_experiences=2")
+    stdout, _ = proc.communicate(timeout=600)
+    assert proc.returncode != 0
+    assert "CaSSLePlugin do not support distributed training" in stdout
+
+
+def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmnist_available):
+    common = ("--strategy", "lump_freeze", "--set", "freeze.tau=0.0", "--set", "freeze.max_frozen_share=0.3")
+    reference = _torchrun(tmp_path / "reference", *common)
+    stdout, _ = reference.communicate(timeout=600)
+    assert reference.returncode == 0, stdout
+    killed = _torchrun(tmp_path / "killed", *common)
+    checkpoint = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGTERM)  # torchrun and both processes, after task 0's checkpoint
+    stdout, _ = killed.communicate(timeout=120)
+    assert not (tmp_path / "killed" / "results.json").exists(), "the run ended before it was killed"
+    resumed = _torchrun(tmp_path / "killed", "--resume", *common)
+    stdout, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stdout
+    a = json.loads((tmp_path / "reference" / "results.json").read_text())
+    b = json.loads((tmp_path / "killed" / "results.json").read_text())
+    assert b["acc_matrix"] == a["acc_matrix"]
+    assert b["frozen_blocks_per_process"] == a["frozen_blocks_per_process"]

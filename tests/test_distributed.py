@@ -55,21 +55,82 @@ def test_gathered_loss_equals_single_process_loss_on_the_global_batch(name, tmp_
     a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
     reference = METHODS[name]().ssl_loss(a, b)
     reference.backward()
+    for rank, loss, grad_a, grad_b in _spawn(_gathered_loss_worker, tmp_path, name):
+        part = slice(rank * 6, (rank + 1) * 6)
+        assert loss == pytest.approx(float(reference), rel=1e-5)
+        torch.testing.assert_close(grad_a / WORLD, a.grad[part], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(grad_b / WORLD, b.grad[part], rtol=1e-4, atol=1e-6)
+
+
+def _freeze_decision_worker(rank: int, init_file: str, queue) -> None:
+    from types import SimpleNamespace
+
+    from avalanche_freeze import CifarResNet18
+    from avalanche_freeze.plugins import CorrelationFreezePlugin
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        backbone = CifarResNet18(width=0.125, in_channels=1)
+        plugin = CorrelationFreezePlugin(decide_every=4)
+        plugin.compute_shares = [1 / len(backbone.units)] * len(backbone.units)
+        # the processes disagree: process 0 finds every unit correlated, process 1 none
+        plugin._scores = lambda strategy, net: [1.0 if rank == 0 else 0.0] * len(net.units)
+        strategy = SimpleNamespace(optimizer=torch.optim.SGD(backbone.parameters(), lr=0.1),
+                                   experience=SimpleNamespace(current_experience=1),
+                                   clock=SimpleNamespace(train_iterations=4),
+                                   evaluator=SimpleNamespace(publish_metric_value=lambda value: None))
+        plugin._decide(strategy, backbone)
+        queue.put((rank, backbone.num_frozen_units))
+    finally:
+        dist.destroy_process_group()
+
+
+def _spawn(target, tmp_path, *args):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_gathered_loss_worker, args=(r, str(tmp_path / "init"), name, queue))
-             for r in range(WORLD)]
+    procs = [ctx.Process(target=target, args=(r, str(tmp_path / "init"), *args, queue)) for r in range(WORLD)]
     for p in procs:
         p.start()
     results = sorted(queue.get(timeout=120) for _ in range(WORLD))
     for p in procs:
         p.join(timeout=60)
         assert p.exitcode == 0
-    for rank, loss, grad_a, grad_b in results:
-        part = slice(rank * 6, (rank + 1) * 6)
-        assert loss == pytest.approx(float(reference), rel=1e-5)
-        torch.testing.assert_close(grad_a / WORLD, a.grad[part], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(grad_b / WORLD, b.grad[part], rtol=1e-4, atol=1e-6)
+    return results
+
+
+def test_every_process_applies_the_freezing_decision_of_process_0(tmp_path):
+    results = _spawn(_freeze_decision_worker, tmp_path)
+    assert results == [(0, 9), (1, 9)]
+
+
+def _eval_loader_worker(rank: int, init_file: str, queue) -> None:
+    from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+    from avalanche_freeze.benchmarks import benchmark_from_datasets
+
+    from .conftest import synthetic_images
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
+    try:
+        bench = benchmark_from_datasets(synthetic_images(8, seed=0), synthetic_images(4, seed=1), name="synthetic",
+                                        n_experiences=5, class_order=list(range(10)), image_size=16, channels=1,
+                                        mean=(0.3,), std=(0.3,))
+        strategy = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1),
+                                          augmentation=bench.augmentation, probe=None, train_mb_size=4,
+                                          eval_mb_size=2, evaluator=None)
+        sizes = {}
+        for name, exp in (("train", bench.benchmark.train_stream[0]), ("eval", bench.benchmark.test_stream[0])):
+            strategy.experience = exp
+            strategy.adapted_dataset = exp.dataset
+            (strategy.make_train_dataloader if name == "train" else strategy.make_eval_dataloader)()
+            sizes[name] = sum(len(mb[0]) for mb in strategy.dataloader)
+        queue.put((rank, sizes))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_training_data_is_sharded_and_evaluation_data_is_not(tmp_path):
+    """16 training images of a task: 8 per process; 8 test images: all 8 in each process."""
+    assert _spawn(_eval_loader_worker, tmp_path) == [(0, {"train": 8, "eval": 8}), (1, {"train": 8, "eval": 8})]
 
 
 def test_per_sample_losses_are_not_gathered():

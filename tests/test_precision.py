@@ -86,17 +86,23 @@ def test_ssl_losses_are_computed_in_float32_under_autocast(method):
         assert float(out.loss) == pytest.approx(float(m.criterion(a.detach().float(), b.detach().float())), rel=1e-6)
 
 
-def test_channels_last_model_and_views(tiny_bench):
+def test_channels_last_model_and_views():
+    from avalanche_freeze import CifarResNet18
+    from avalanche_freeze.benchmarks import ImageTensorDataset, benchmark_from_datasets
+
+    # three channels: with one, the NCHW and NHWC layouts of a tensor coincide
+    data = ImageTensorDataset(torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8), [i % 2 for i in range(64)])
+    bench = benchmark_from_datasets(data, data, name="rgb", n_experiences=1, class_order=[0, 1], image_size=16,
+                                    channels=3, mean=(0.5,) * 3, std=(0.25,) * 3)
     seen = []
 
     class Views(SupervisedPlugin):
         def before_forward(self, strategy, **kwargs):
             seen.append(all(v.is_contiguous(memory_format=torch.channels_last) for v in strategy.mb_views))
 
-    strategy = make_strategy(tiny_bench, plugins=[Views()], channels_last=True)
-    conv = strategy.backbone.units[0][0].weight
-    assert conv.is_contiguous(memory_format=torch.channels_last)
-    strategy.train(tiny_bench.benchmark.train_stream[0])
+    strategy = make_strategy(bench, plugins=[Views()], channels_last=True, model=CifarResNet18(width=0.125))
+    assert strategy.backbone.units[0][0].weight.is_contiguous(memory_format=torch.channels_last)
+    strategy.train(bench.benchmark.train_stream[0])
     assert seen and all(seen)
 
 

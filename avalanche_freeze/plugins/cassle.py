@@ -58,7 +58,9 @@ def distillation_predictor(dim: int, hidden_dim: int) -> nn.Sequential:
                          nn.Linear(hidden_dim, dim))
 
 
-class CaSSLePlugin(SupervisedPlugin):
+# not under torchrun: its predictor joins the model after DistributedDataParallel wrapped it, so
+# its gradients would not be synchronised
+class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
     """CaSSLe for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     The predictor is registered on ``strategy.model`` as ``cassle_predictor`` (so the
@@ -164,7 +166,7 @@ class PFRConfig:
         check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
 
 
-class PFRPlugin(CaSSLePlugin):
+class PFRPlugin(CaSSLePlugin, supports_distributed=False):
     """Projected functional regularisation (Gomez-Villa et al., "Continually Learning
     Self-Supervised Representations with Projected Functional Regularization", CVPRW 2022).
 

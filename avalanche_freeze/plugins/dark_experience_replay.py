@@ -45,7 +45,8 @@ class DERConfig:
         check_number("alpha", self.alpha, at_least=0)
 
 
-class DERPlugin(SupervisedPlugin):
+# not under torchrun: its extra forward of the buffer bypasses DistributedDataParallel
+class DERPlugin(SupervisedPlugin, supports_distributed=False):
     """DER for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:

@@ -42,7 +42,8 @@ class EWCConfig:
         check_number("ewc_lambda", self.ewc_lambda, at_least=0)
 
 
-class SelfSupervisedEWCPlugin(EWCPlugin):
+# not under torchrun: importances would be computed from each process's shard alone
+class SelfSupervisedEWCPlugin(EWCPlugin, supports_distributed=False):
     """EWC on the self-supervised loss, for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:

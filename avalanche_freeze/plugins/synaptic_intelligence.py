@@ -58,7 +58,8 @@ def _regularised_module(strategy) -> nn.Module:
     return strategy.backbone if isinstance(strategy, SelfSupervisedState) else strategy.model
 
 
-class SIPlugin(SupervisedPlugin):
+# not under torchrun: path integrals would be accumulated per process
+class SIPlugin(SupervisedPlugin, supports_distributed=False):
     """Synaptic Intelligence for :class:`~avalanche_freeze.SelfSupervisedStrategy` (and other templates).
 
     Regularises the backbone only (the heads are re-learned freely, as in LUMP's SI).

@@ -1,13 +1,23 @@
 # Two entry points for a fresh machine (Python 3.11, Debian, x86_64):
 #   make run    set up, then run the main job (SimSiam + LUMP + freezing on Fashion-MNIST, CPU)
-#   make test   set up, then run the test suite
+#   make test   set up (with solo-learn, for its adapter's tests), then run the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup run test bench
+.PHONY: setup setup-solo run test bench
 
 setup: $(VENV)/.installed $(FMNIST)
+
+# solo-learn's SSL methods (ssl.name=solo:...): its only PyPI release pins torch 1.9, so it is
+# installed without its dependencies, then the two packages it imports that are not here yet
+setup-solo: $(VENV)/.solo-installed
+
+$(VENV)/.solo-installed: $(VENV)/.installed
+	$(PY) -m pip install --no-deps "solo-learn==1.0.2"
+	$(PY) -m pip install "timm>=1.0,<1.1" "einops>=0.7,<0.9"  # pip warns that solo-learn wanted torch 1.9: expected
+	$(PY) -c "from avalanche_freeze.ssl.solo import import_solo; import_solo()"
+	touch $@
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,7 +34,7 @@ $(FMNIST):
 run: setup
 	$(VENV)/bin/avalanche-freeze run --strategy lump_freeze --config experiments/configs/fmnist.yaml --output runs/demo --overwrite $(ARGS)
 
-test: setup
+test: setup setup-solo
 	$(PY) -m pytest $(ARGS)
 
 bench: setup

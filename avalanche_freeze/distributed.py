@@ -149,8 +149,9 @@ def check_distributed_plugins(plugins: Iterable[Any]) -> None:
         return
     unsupported = sorted({type(p).__name__ for p in plugins if not getattr(p, "supports_distributed", False)})
     if unsupported:
-        raise ValueError(f"plugin(s) {', '.join(unsupported)} do not support distributed training; accepted under "
-                         "torchrun: plugins with supports_distributed (LUMP, the freezing plugin, the health check)")
+        raise ValueError(f"{', '.join(unsupported)} do not support distributed training; accepted under torchrun: "
+                         "plugins and SSL methods with supports_distributed (LUMP, the freezing plugin, the health "
+                         "check; the SSL methods of this package)")
 
 
 def wrap_for_training(model: nn.Module, *, sync_batchnorm: bool) -> nn.Module:

@@ -348,7 +348,7 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         if lr_schedule == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, train_epochs))
             plugins.append(_LRScheduler(scheduler, reset_scheduler=True, reset_lr=True, step_granularity="epoch"))
-        check_distributed_plugins(plugins)
+        check_distributed_plugins([*plugins, ssl_method])
         super().__init__(
             model=wrapped,
             optimizer=optimizer,

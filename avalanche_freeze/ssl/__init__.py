@@ -1,6 +1,8 @@
 """Self-supervised methods: heads and losses (built on lightly), selected by name.
 
-Registered names: ``simsiam``, ``barlowtwins``, ``simclr``, ``byol``, ``vicreg``.
+Registered names: ``simsiam``, ``barlowtwins``, ``simclr``, ``byol``, ``vicreg``, and, when
+solo-learn is installed (``make setup-solo``), ``solo:simsiam``, ``solo:byol``,
+``solo:barlowtwins``, ``solo:vicreg``, ``solo:simclr``, ``solo:dino`` (:mod:`.solo`).
 Add your own with :func:`register_ssl_method`.
 """
 
@@ -10,6 +12,7 @@ from .base import (
     SSLOutput,
     available_ssl_methods,
     create_ssl_method,
+    gather_batch,
     register_ssl_method,
 )
 from .byol import BYOL
@@ -19,6 +22,8 @@ from .vicreg import VICReg
 
 for _cls in (SimSiam, BarlowTwins, SimCLR, BYOL, VICReg):
     register_ssl_method(_cls.name, _cls)
+
+from . import solo  # noqa: E402  (registers solo-learn's methods when it is installed)
 
 __all__ = [
     "BYOL",
@@ -30,5 +35,6 @@ __all__ = [
     "VICReg",
     "available_ssl_methods",
     "create_ssl_method",
+    "gather_batch",
     "register_ssl_method",
 ]

@@ -65,6 +65,8 @@ class SSLMethod(nn.Module):
     name: str = "base"
     #: whether the loss depends on the whole batch (gathered across processes when distributed)
     global_batch: bool = False
+    #: whether the method trains under torchrun (:mod:`~avalanche_freeze.distributed`)
+    supports_distributed: bool = True
     projector: nn.Module
     criterion: nn.Module
 

@@ -1,0 +1,107 @@
+"""solo-learn's methods through the adapter (skipped without solo-learn: `make setup-solo`)."""
+
+import pytest
+import torch
+
+from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.plugins import CorrelationFreezePlugin, LUMPPlugin
+from avalanche_freeze.ssl import available_ssl_methods
+from avalanche_freeze.ssl.solo import SOLO_METHODS, LinearWarmupCosineAnnealingLR, solo_available
+
+from .conftest import make_strategy
+
+pytestmark = pytest.mark.skipif(not solo_available(), reason="solo-learn is not installed (make setup-solo)")
+
+TINY = {"proj_output_dim": 16}
+
+
+def _losses():
+    from avalanche_freeze.ssl.solo import import_solo
+
+    return import_solo().losses
+
+
+def test_every_adapted_method_is_registered_and_the_registry_import_needs_no_lightning_bolts():
+    assert {f"solo:{m}" for m in SOLO_METHODS} <= set(available_ssl_methods())
+    assert set(SOLO_METHODS) == {"simsiam", "byol", "barlowtwins", "vicreg", "simclr", "dino"}
+    _losses()  # lightning-bolts is not installed: the scheduler module is registered instead
+    from pl_bolts.optimizers.lr_scheduler import LinearWarmupCosineAnnealingLR as imported
+
+    assert imported is LinearWarmupCosineAnnealingLR
+
+
+@pytest.mark.parametrize("method", sorted(SOLO_METHODS))
+def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method):
+    options = dict(TINY, **({"num_prototypes": 32} if method == "dino" else {}))
+    freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32)
+    strategy = make_strategy(tiny_bench, plugins=[LUMPPlugin(mem_size=64, seed=0), freeze], ssl=f"solo:{method}",
+                             ssl_options={"proj_dim": 32, "pred_dim": 8, **options})
+    ssl = strategy.ssl_method
+    heads_before = [p.detach().clone() for p in ssl.projector.parameters()]
+    target_before = ([p.detach().clone() for p in ssl.target_backbone.parameters()]
+                     if ssl.target_backbone is not None else None)
+    losses = []
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        strategy.train(exp)
+        losses.append(float(strategy.loss))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert strategy.backbone.num_frozen_units > 0  # freezing acted during task 2
+    assert any(not torch.equal(a, b) for a, b in zip(heads_before, ssl.projector.parameters()))  # solo's heads trained
+    assert not hasattr(ssl.solo, "encoder") and not hasattr(ssl.solo, "classifier")  # no second network
+    if target_before is not None:  # solo-learn's momentum updater moved the momentum encoder
+        assert (method in ("byol", "dino")) and any(
+            not torch.equal(a, b) for a, b in zip(target_before, ssl.target_backbone.parameters()))
+        assert not any(p.requires_grad for p in ssl.target_backbone.parameters())
+
+
+def test_solo_losses_equal_lightly_losses_up_to_stated_scalings():
+    from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+
+    L = _losses()
+    torch.manual_seed(0)
+    a, b = torch.randn(16, 8), torch.randn(16, 8)
+    approx = lambda x, y: float(x) == pytest.approx(float(y), rel=1e-5)  # noqa: E731
+    assert approx(L.simsiam_loss_func(a, b), NegativeCosineSimilarity()(a, b))  # same
+    assert approx(L.simclr_loss_func(a, b, temperature=0.5), NTXentLoss(temperature=0.5)(a, b))  # same
+    # BarlowTwins: solo-learn multiplies by scale_loss (0.024 by default)
+    assert approx(L.barlow_loss_func(a, b, lamb=0.005, scale_loss=0.024), 0.024 * BarlowTwinsLoss(lambda_param=0.005)(a, b))
+    # VICReg: solo-learn sums the two views' variance terms, lightly averages them (mu doubles)
+    assert approx(L.vicreg_loss_func(a, b, sim_loss_weight=25, var_loss_weight=25, cov_loss_weight=1),
+                  VICRegLoss(lambda_param=25, mu_param=50, nu_param=1)(a, b))
+    # BYOL: solo-learn's term is 2 - 2 cos, lightly's -cos
+    assert approx(L.byol_loss_func(a, b), 2 + 2 * NegativeCosineSimilarity()(a, b))
+
+
+def test_adapter_loss_is_solo_learns_loss_of_solo_learns_heads():
+    from avalanche_freeze import CifarResNet18
+    from avalanche_freeze.ssl import create_ssl_method
+
+    torch.manual_seed(0)
+    net = CifarResNet18(width=0.125, in_channels=1)
+    m = create_ssl_method("solo:barlowtwins", feature_dim=net.feature_dim, backbone=net, proj_dim=32, pred_dim=8,
+                          **TINY)
+    f1, f2 = torch.randn(8, net.feature_dim), torch.randn(8, net.feature_dim)
+    out = m.loss_from_features(f1, f2, view1=None, view2=None)
+    z1, z2 = m.solo.projector(f1), m.solo.projector(f2)
+    expected = _losses().barlow_loss_func(z1, z2, lamb=0.0051, scale_loss=0.024)
+    assert float(out.loss) == pytest.approx(float(expected), rel=1e-5)
+    assert m.solo.projector[0].in_features == net.feature_dim  # heads sized for this backbone
+
+
+def test_solo_options_are_checked_before_a_run():
+    cfg = ExperimentConfig.from_sources(overrides=["ssl.name=solo:simclr", "ssl.options={temperature: 0.2}"])
+    assert cfg.ssl.name == "solo:simclr"
+    with pytest.raises(ConfigError, match="options.tau.*temperature"):
+        ExperimentConfig.from_sources(overrides=["ssl.name=solo:simclr", "ssl.options={tau: 0.2}"])
+
+
+def test_warmup_cosine_scheduler_values():
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4)
+    sched = LinearWarmupCosineAnnealingLR(opt, warmup_epochs=2, max_epochs=6, warmup_start_lr=0.1, eta_min=0.0)
+    lrs = []
+    for _ in range(7):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([0.1, 0.25, 0.4])  # linear warm-up
+    assert lrs[4] == pytest.approx(0.2) and lrs[6] == pytest.approx(0.0)  # cosine: half way, then eta_min

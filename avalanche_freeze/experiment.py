@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -70,7 +71,9 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
     sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
     :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too."""
+    defaults = _default_values()  # a key one side lacks (added since it was saved) counts as its default
     fa, fb = flatten(a), flatten(b)
+    fa, fb = {**{k: v for k, v in defaults.items() if k in fb}, **fa}, {**{k: v for k, v in defaults.items() if k in fa}, **fb}
     unused: set = set()
     neutral = set(RESULT_NEUTRAL_KEYS)
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
@@ -78,6 +81,11 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
         neutral |= set(unused_keys(a["strategy"]))
     return sorted(k for k in set(fa) | set(fb)
                   if k not in neutral and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
+
+
+@functools.lru_cache(maxsize=1)
+def _default_values() -> Dict[str, Any]:
+    return flatten(ExperimentConfig().to_dict())
 
 
 def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
@@ -227,7 +235,7 @@ class ExperimentRun:
         """Save the run after its last completed task (atomically, with a checksum). Under torchrun
         process 0 writes it, with every process's RNG streams and plugin states (LUMP's buffers)."""
         strategy = strategy_state(self.strategy, self.plugins)
-        processes = gather_from_all({"rng": rng_state(), "plugins": strategy["plugins"]})
+        processes = gather_from_all({"rng": rng_state(), "plugins": strategy["plugins"]}) if world_size() > 1 else None
         if is_main_process():
             state = {
                 "config": self.cfg.to_dict(),
@@ -236,7 +244,7 @@ class ExperimentRun:
                 "trainer": None if self.trainer is None else supervised_state(self.trainer),
                 "rng": rng_state(),
                 "results": self.results.data,
-                "processes": processes,
+                "processes": processes,  # under torchrun: every process's RNG streams and plugin states
             }
             save_checkpoint(state, self.output_dir)
         barrier()

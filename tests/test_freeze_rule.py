@@ -98,3 +98,16 @@ def test_unused_plugin_sections_do_not_change_a_run():
     assert config_differences(rule, rule_tuned) == ["freeze.tau"]
     assert "lump.mem_size" in config_differences(
         lump, ExperimentConfig.from_sources(files=[], overrides=["strategy=lump", "lump.mem_size=8"]).to_dict())
+
+
+def test_a_run_saved_before_a_key_existed_has_that_keys_default():
+    """Results written by an earlier version (no ``train.precision`` key yet) are reused and resumed by
+    a configuration with the key's default, and not by one with another value."""
+    from avalanche_freeze.config import ExperimentConfig
+    from avalanche_freeze.experiment import config_differences
+
+    now = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump"]).to_dict()
+    saved = {**now, "train": {k: v for k, v in now["train"].items() if k not in ("precision", "channels_last")}}
+    assert config_differences(saved, now) == [] and config_differences(now, saved) == []
+    bf16 = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump", "train.precision=bf16"]).to_dict()
+    assert config_differences(saved, bf16) == ["train.precision"]

@@ -81,8 +81,13 @@ class LinearWarmupCosineAnnealingLR(torch.optim.lr_scheduler.LambdaLR):
     Example:
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         >>> sched = LinearWarmupCosineAnnealingLR(opt, warmup_epochs=2, max_epochs=4)
-        >>> [round(sched.get_last_lr()[0], 3) for _ in range(4) if not sched.step()]
-        [0.5, 1.0, 0.5, 0.0]
+        >>> lrs = []
+        >>> for epoch in range(5):
+        ...     lrs.append(round(opt.param_groups[0]["lr"], 3))
+        ...     opt.step()
+        ...     sched.step()
+        >>> lrs
+        [0.0, 0.5, 1.0, 0.5, 0.0]
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, warmup_epochs: int, max_epochs: int,

@@ -23,7 +23,7 @@ def _losses():
 
 def test_every_adapted_method_is_registered_and_the_registry_import_needs_no_lightning_bolts():
     assert {f"solo:{m}" for m in SOLO_METHODS} <= set(available_ssl_methods())
-    assert set(SOLO_METHODS) == {"simsiam", "byol", "barlowtwins", "vicreg", "simclr", "dino"}
+    assert set(SOLO_METHODS) == {"simsiam", "byol", "barlowtwins", "vicreg", "simclr", "dino", "mocov2plus"}
     _losses()  # lightning-bolts is not installed: the scheduler module is registered instead
     from pl_bolts.optimizers.lr_scheduler import LinearWarmupCosineAnnealingLR as imported
 
@@ -32,7 +32,7 @@ def test_every_adapted_method_is_registered_and_the_registry_import_needs_no_lig
 
 @pytest.mark.parametrize("method", sorted(SOLO_METHODS))
 def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method):
-    options = dict(TINY, **({"num_prototypes": 32} if method == "dino" else {}))
+    options = dict(TINY, **{"dino": {"num_prototypes": 32}, "mocov2plus": {"queue_size": 48}}.get(method, {}))
     freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32)
     strategy = make_strategy(tiny_bench, plugins=[LUMPPlugin(mem_size=64, seed=0), freeze], ssl=f"solo:{method}",
                              ssl_options={"proj_dim": 32, "pred_dim": 8, **options})
@@ -40,6 +40,7 @@ def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method)
     heads_before = [p.detach().clone() for p in ssl.projector.parameters()]
     target_before = ([p.detach().clone() for p in ssl.target_backbone.parameters()]
                      if ssl.target_backbone is not None else None)
+    queue_before = ssl.solo.queue.clone() if method == "mocov2plus" else None
     losses = []
     for exp in tiny_bench.benchmark.train_stream[:2]:
         strategy.train(exp)
@@ -49,9 +50,11 @@ def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method)
     assert any(not torch.equal(a, b) for a, b in zip(heads_before, ssl.projector.parameters()))  # solo's heads trained
     assert not hasattr(ssl.solo, "encoder") and not hasattr(ssl.solo, "classifier")  # no second network
     if target_before is not None:  # solo-learn's momentum updater moved the momentum encoder
-        assert (method in ("byol", "dino")) and any(
+        assert (method in ("byol", "dino", "mocov2plus")) and any(
             not torch.equal(a, b) for a, b in zip(target_before, ssl.target_backbone.parameters()))
         assert not any(p.requires_grad for p in ssl.target_backbone.parameters())
+    if queue_before is not None:  # momentum keys entered the queue (48 slots, batches of 32: wrapping round)
+        assert not torch.equal(queue_before, ssl.solo.queue) and int(ssl.solo.queue_ptr) != 0
 
 
 def test_solo_losses_equal_lightly_losses_up_to_stated_scalings():
@@ -105,3 +108,35 @@ def test_warmup_cosine_scheduler_values():
         sched.step()
     assert lrs[:3] == pytest.approx([0.1, 0.25, 0.4])  # linear warm-up
     assert lrs[4] == pytest.approx(0.2) and lrs[6] == pytest.approx(0.0)  # cosine: half way, then eta_min
+
+
+def test_moco_queue_keeps_the_newest_keys_first_in_first_out():
+    from avalanche_freeze.ssl import create_ssl_method
+
+    m = create_ssl_method("solo:mocov2plus", feature_dim=8, backbone=torch.nn.Linear(4, 8), proj_dim=16, pred_dim=8,
+                          proj_output_dim=4, queue_size=6)
+    keys = [torch.full((2, 4, 4), float(i)) for i in (1, 2)]  # batches of 4 into 6 slots: the second wraps
+    for k in keys:
+        m._enqueue(k)
+    assert m.solo.queue[0, 0].tolist() == [2.0, 2.0, 1.0, 1.0, 2.0, 2.0] and int(m.solo.queue_ptr) == 2
+    calls = []
+    solo_enqueue = m.solo._dequeue_and_enqueue
+    m.solo._dequeue_and_enqueue = lambda k: (calls.append(k.shape), solo_enqueue(k))
+    m._enqueue(torch.full((2, 3, 4), 3.0))  # 3 divides 6: solo-learn's own enqueue
+    assert calls == [torch.Size([2, 3, 4])]
+    assert m.solo.queue[0, 0].tolist() == [2.0, 2.0, 3.0, 3.0, 3.0, 2.0] and int(m.solo.queue_ptr) == 5
+
+
+def test_cassle_distils_with_solo_learns_loss(tiny_bench):
+    from avalanche_freeze.plugins import CaSSLePlugin
+
+    cassle = CaSSLePlugin()
+    strategy = make_strategy(tiny_bench, plugins=[cassle], ssl="solo:simsiam",
+                             ssl_options={"proj_dim": 32, "pred_dim": 8, **TINY})
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        strategy.train(exp)
+    assert cassle.last_penalty is not None and torch.isfinite(torch.as_tensor(cassle.last_penalty))
+    with pytest.raises(ConfigError, match="solo:dino has no loss between two batches"):
+        dino = make_strategy(tiny_bench, ssl="solo:dino",
+                             ssl_options={"proj_dim": 32, "pred_dim": 8, "proj_output_dim": 16, "num_prototypes": 32})
+        dino.ssl_method.pair_loss(torch.randn(4, 32), torch.randn(4, 32))

@@ -2,7 +2,8 @@
 
 Registered names: ``simsiam``, ``barlowtwins``, ``simclr``, ``byol``, ``vicreg``, and, when
 solo-learn is installed (``make setup-solo``), ``solo:simsiam``, ``solo:byol``,
-``solo:barlowtwins``, ``solo:vicreg``, ``solo:simclr``, ``solo:dino`` (:mod:`.solo`).
+``solo:barlowtwins``, ``solo:vicreg``, ``solo:simclr``, ``solo:dino``, ``solo:mocov2plus``
+(:mod:`.solo`).
 Add your own with :func:`register_ssl_method`.
 """
 

@@ -13,13 +13,15 @@ For each adapted method solo-learn **builds the heads and provides the loss**: t
 LightningModule is constructed with its own hyperparameters, with a stand-in in place of the
 ResNet it would build (this package's backbone is the one trained, so no second network is
 made); its projector / predictor / DINO head are then used on the backbone's features, and its
-loss functions (``solo.losses``) compute the loss. Momentum methods (BYOL, DINO) keep a momentum
-copy of the backbone and update it, with their momentum heads, through solo-learn's
-``MomentumUpdater`` after every step.
+loss functions (``solo.losses``) compute the loss. Momentum methods (BYOL, DINO, MoCo v2+) keep a
+momentum copy of the backbone and update it, with their momentum heads, through solo-learn's
+``MomentumUpdater`` after every step; MoCo v2+ fills its queue with solo-learn's
+``_dequeue_and_enqueue`` (when the batch does not divide ``queue_size``, which solo-learn
+asserts, the keys wrap around the queue's end instead).
 
 Adapted (:data:`SOLO_METHODS`): ``solo:simsiam``, ``solo:byol``, ``solo:barlowtwins``,
-``solo:vicreg``, ``solo:simclr``, ``solo:dino``. solo-learn 1.0.2 has no MoCo v3 (its main
-branch has, but it is not on PyPI). Differences from solo-learn's training loop, which this
+``solo:vicreg``, ``solo:simclr``, ``solo:dino``, ``solo:mocov2plus`` (MoCo v2+, with its queue of
+momentum keys). solo-learn 1.0.2 has no MoCo v3 (its main branch has, but it is not on PyPI). Differences from solo-learn's training loop, which this
 package's strategy replaces: the momentum coefficient stays at ``base_tau_momentum`` (solo-learn
 anneals it to ``final_tau_momentum`` over a run's known number of steps, which a stream of tasks
 does not declare), DINO's teacher temperature is constant (``teacher_temperature``; no warm-up
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -45,6 +48,7 @@ import types
 from typing import Any, Callable, Dict, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..validation import ConfigError, not_accepted
@@ -62,10 +66,11 @@ SOLO_METHODS: Dict[str, Dict[str, Any]] = {
     "simclr": {"proj_output_dim": 128, "temperature": 0.1},
     "dino": {"proj_output_dim": 256, "num_prototypes": 4096, "use_bn_in_head": False, "norm_last_layer": True,
              "student_temperature": 0.1, "teacher_temperature": 0.07, "base_tau_momentum": 0.99},
+    "mocov2plus": {"proj_output_dim": 128, "temperature": 0.1, "queue_size": 65536, "base_tau_momentum": 0.99},
 }
 _CLASSES = {"simsiam": "SimSiam", "byol": "BYOL", "barlowtwins": "BarlowTwins", "vicreg": "VICReg",
-            "simclr": "SimCLR", "dino": "DINO"}
-_MOMENTUM = ("byol", "dino")
+            "simclr": "SimCLR", "dino": "DINO", "mocov2plus": "MoCoV2Plus"}
+_MOMENTUM = ("byol", "dino", "mocov2plus")
 
 
 def solo_available() -> bool:
@@ -135,6 +140,12 @@ def import_solo() -> types.ModuleType:
     return sys.modules["solo"]
 
 
+@functools.lru_cache(maxsize=1)
+def _losses() -> types.ModuleType:
+    """``solo.losses`` (imported once)."""
+    return import_solo().losses
+
+
 class _EncoderStandIn(nn.Module):
     """Takes the place of the ResNet solo-learn builds: it only reports the feature width, so the
     heads are sized for this package's backbone; it has no parameters and is removed afterwards."""
@@ -182,15 +193,30 @@ def _build_solo_module(method: str, *, feature_dim: int, proj_dim: int, pred_dim
     return module
 
 
-class _PairLoss(nn.Module):
-    """A solo-learn loss function of two batches of projections, as a module."""
+class _SoloPairLoss(nn.Module):
+    """The solo-learn loss function of a method between two batches of projections, as a module
+    (plain settings only, so the method can be deep-copied, as CaSSLe does)."""
 
-    def __init__(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    def __init__(self, method: str, settings: Dict[str, Any]) -> None:
         super().__init__()
-        self.fn = fn
+        self.method = method
+        self.settings = dict(settings)
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        return self.fn(a, b)
+        L, o = _losses(), self.settings
+        if self.method == "simsiam":
+            return L.simsiam_loss_func(a, b)
+        if self.method == "byol":
+            return L.byol_loss_func(a, b)
+        if self.method == "barlowtwins":
+            return L.barlow_loss_func(a, b, lamb=o["lamb"], scale_loss=o["scale_loss"])
+        if self.method == "vicreg":
+            return L.vicreg_loss_func(a, b, sim_loss_weight=o["sim_loss_weight"], var_loss_weight=o["var_loss_weight"],
+                                      cov_loss_weight=o["cov_loss_weight"])
+        if self.method == "simclr":
+            return L.simclr_loss_func(a, b, temperature=o["temperature"])
+        raise ConfigError(f"solo:{self.method} has no loss between two batches of projections (its loss keeps "
+                          "state across calls); accepted with cassle: the other solo methods")
 
 
 class SoloMethod(SSLMethod):
@@ -231,20 +257,8 @@ class SoloMethod(SSLMethod):
         self.name = f"solo:{method}"
         self.solo = _build_solo_module(method, feature_dim=feature_dim, proj_dim=proj_dim, pred_dim=pred_dim,
                                        options=settings)
-        losses = import_solo().losses
-        self._losses = losses
         self.projector = self.solo.head if method == "dino" else self.solo.projector
-        pair: Dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-            "simsiam": losses.simsiam_loss_func,
-            "byol": losses.byol_loss_func,
-            "barlowtwins": lambda a, b: losses.barlow_loss_func(a, b, lamb=self.solo.lamb, scale_loss=self.solo.scale_loss),
-            "vicreg": lambda a, b: losses.vicreg_loss_func(
-                a, b, sim_loss_weight=self.solo.sim_loss_weight, var_loss_weight=self.solo.var_loss_weight,
-                cov_loss_weight=self.solo.cov_loss_weight),
-            "simclr": lambda a, b: losses.simclr_loss_func(a, b, temperature=self.solo.temperature),
-        }
-        if method in pair:
-            self.criterion = _PairLoss(pair[method])
+        self.criterion = _SoloPairLoss(method, settings)  # DINO's and MoCo v2+'s refuse: their losses keep state
         self.target_backbone: Optional[nn.Module] = None
         if method in _MOMENTUM:
             if backbone is None:
@@ -254,7 +268,7 @@ class SoloMethod(SSLMethod):
                 p.requires_grad = False
 
     def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
-        s, L = self.solo, self._losses
+        s, L = self.solo, _losses()
         if self.method == "dino":
             p1, p2 = s.head(f1), s.head(f2)
             with torch.no_grad():
@@ -263,6 +277,17 @@ class SoloMethod(SSLMethod):
                 loss = s.dino_loss_func(torch.cat((p1, p2)).float(), torch.cat((t1, t2)).float())
             return SSLOutput(loss=loss, features=(f1, f2), projections=(p1, p2))
         z1, z2 = s.projector(f1), s.projector(f2)
+        if self.method == "mocov2plus":
+            q1, q2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
+            with torch.no_grad():
+                k1 = F.normalize(s.momentum_projector(self.target_backbone(view1)), dim=-1)
+                k2 = F.normalize(s.momentum_projector(self.target_backbone(view2)), dim=-1)
+            queue = s.queue.clone().detach()
+            with torch.autocast(device_type=q1.device.type, enabled=False):
+                loss = 0.5 * (L.moco_loss_func(q1.float(), k2.float(), queue[1], s.temperature)
+                              + L.moco_loss_func(q2.float(), k1.float(), queue[0], s.temperature))
+            self._enqueue(torch.stack((k1, k2)).to(queue.dtype))
+            return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
         if self.method == "simsiam":
             p1, p2 = s.predictor(z1), s.predictor(z2)
             loss = 0.5 * (self.ssl_loss(p1, z2) + self.ssl_loss(p2, z1))
@@ -276,11 +301,17 @@ class SoloMethod(SSLMethod):
             loss = self.ssl_loss(z1, z2)
         return SSLOutput(loss=loss, features=(f1, f2), projections=(z1, z2))
 
-    def pair_loss(self, a: Tensor, b: Tensor) -> Tensor:
-        if self.method == "dino":
-            raise ConfigError("solo:dino has no loss between two batches of projections (its loss keeps a centre "
-                              "across calls); accepted with cassle/pfr: the other solo methods")
-        return super().pair_loss(a, b)
+    @torch.no_grad()
+    def _enqueue(self, keys: Tensor) -> None:
+        """MoCo v2+: ``keys`` ``[2, B, D]`` into the queue, first in first out."""
+        s, n = self.solo, keys.shape[1]
+        if s.queue_size % n == 0:
+            s._dequeue_and_enqueue(keys)
+            return
+        ptr = int(s.queue_ptr)
+        slots = (ptr + torch.arange(n, device=keys.device)) % s.queue_size
+        s.queue[:, :, slots] = keys.permute(0, 2, 1)
+        s.queue_ptr[0] = (ptr + n) % s.queue_size
 
     @torch.no_grad()
     def after_update(self, backbone: nn.Module) -> None:

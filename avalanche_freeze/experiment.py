@@ -73,7 +73,8 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too."""
     defaults = _default_values()  # a key one side lacks (added since it was saved) counts as its default
     fa, fb = flatten(a), flatten(b)
-    fa, fb = {**{k: v for k, v in defaults.items() if k in fb}, **fa}, {**{k: v for k, v in defaults.items() if k in fa}, **fb}
+    fa, fb = ({**{k: v for k, v in defaults.items() if k in fb}, **fa},
+              {**{k: v for k, v in defaults.items() if k in fa}, **fb})
     unused: set = set()
     neutral = set(RESULT_NEUTRAL_KEYS)
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():

@@ -21,12 +21,14 @@ asserts, the keys wrap around the queue's end instead).
 
 Adapted (:data:`SOLO_METHODS`): ``solo:simsiam``, ``solo:byol``, ``solo:barlowtwins``,
 ``solo:vicreg``, ``solo:simclr``, ``solo:dino``, ``solo:mocov2plus`` (MoCo v2+, with its queue of
-momentum keys). solo-learn 1.0.2 has no MoCo v3 (its main branch has, but it is not on PyPI). Differences from solo-learn's training loop, which this
-package's strategy replaces: the momentum coefficient stays at ``base_tau_momentum`` (solo-learn
-anneals it to ``final_tau_momentum`` over a run's known number of steps, which a stream of tasks
-does not declare), DINO's teacher temperature is constant (``teacher_temperature``; no warm-up
-epochs), DINO's prototype layer is not held fixed during the first epoch, and solo-learn's
-online linear classifier (trained on labels) is not used.
+momentum keys). solo-learn 1.0.2 has no MoCo v3 (its main branch has, but it is not on PyPI).
+
+Differences from solo-learn's training loop, which this package's strategy replaces: the
+momentum coefficient stays at ``base_tau_momentum`` (solo-learn anneals it to
+``final_tau_momentum`` over a run's known number of steps, which a stream of tasks does not
+declare), DINO's teacher temperature is constant (``teacher_temperature``; no warm-up epochs),
+DINO's prototype layer is not held fixed during the first epoch, and solo-learn's online
+linear classifier (trained on labels) is not used.
 
 Example:
     >>> from avalanche_freeze.ssl import available_ssl_methods

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -187,7 +186,11 @@ def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmni
     while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(killed.pid, signal.SIGTERM)  # torchrun and both processes, after task 0's checkpoint
-    stdout, _ = killed.communicate(timeout=120)
+    try:
+        killed.communicate(timeout=60)
+    except subprocess.TimeoutExpired:  # a process stuck in a collective: the checkpoint is atomic anyway
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.communicate(timeout=60)
     assert not (tmp_path / "killed" / "results.json").exists(), "the run ended before it was killed"
     resumed = _torchrun(tmp_path / "killed", "--resume", *common)
     stdout, _ = resumed.communicate(timeout=600)

@@ -4,7 +4,8 @@ Trains the full-width CIFAR ResNet-18 (SimSiam, LUMP's heads: projector 2048, pr
 at CIFAR size with the paper's batch (256 images, global over the processes) for a few
 iterations of :class:`~avalanche_freeze.SelfSupervisedStrategy`'s real loop (data loading,
 augmentation on the device, forward, backward, step) and reports training images per second
-and peak memory for every combination of
+and peak memory (and the share of each iteration spent loading and augmenting the batch, the
+rest being LUMP's mixup, forward, backward and step) for every combination of
 
 * arm: ``finetune`` (no plugin), ``lump`` (LUMP's mixup; its buffer fills in the first
   iteration) and ``lump_freeze`` (LUMP with the first ``--frozen-units`` units frozen from the
@@ -81,14 +82,23 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         raise SystemExit(f"the data holds fewer than the {n_images} training images needed")
 
     class Stamps(SupervisedPlugin, supports_distributed=True):
+        """Time stamps (device synchronised) after loading + augmentation and after each iteration."""
+
         def __init__(self):
             super().__init__()
             self.times: List[float] = []
+            self.loaded: List[float] = []
 
-        def after_training_iteration(self, strategy, **kwargs):
+        def _stamp(self, strategy, into: List[float]) -> None:
             if torch.device(strategy.device).type == "cuda":
                 torch.cuda.synchronize()
-            self.times.append(time.perf_counter())
+            into.append(time.perf_counter())
+
+        def before_training_iteration(self, strategy, **kwargs):  # the batch is loaded and augmented
+            self._stamp(strategy, self.loaded)
+
+        def after_training_iteration(self, strategy, **kwargs):
+            self._stamp(strategy, self.times)
 
     backbone = CifarResNet18(width=opts["width"], in_channels=3)
     shares = unit_compute_shares(backbone, torch.zeros(1, 3, 32, 32))
@@ -110,12 +120,16 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
-    t = stamps.times
+    t, loaded = stamps.times, stamps.loaded
+    # per timed iteration i: loading + augmentation = loaded[i] - times[i-1]; the rest (LUMP's mixup,
+    # forward, backward, step) = times[i] - loaded[i]
+    load_aug = [loaded[i] - t[i - 1] for i in range(opts["warmup"], len(t))]
     timed = t[-1] - t[opts["warmup"] - 1] if opts["warmup"] > 0 else None
     n_timed = len(t) - opts["warmup"]
     result = {**{k: opts[k] for k in ("arm", "precision", "batch_size")}, "procs": world_size(),
               "images_per_s": n_timed * opts["batch_size"] / timed if timed else None,
               "seconds_per_iter": timed / n_timed if timed else None, "peak_bytes": peak,
+              "load_augment_share": sum(load_aug) / timed if timed else None,
               "frozen_share": sum(shares[:frozen]),
               "device": torch.cuda.get_device_name() if cuda else "cpu"}
     main = is_main_process()
@@ -202,14 +216,17 @@ def main(argv=None) -> int:
         rows.append({"arm": arm, "precision": precision, "procs": procs, "device": rs[0]["device"],
                      "images_per_s": statistics.median(r["images_per_s"] for r in rs),
                      "seconds_per_iter": statistics.median(r["seconds_per_iter"] for r in rs),
+                     "load_augment_share": statistics.median(r["load_augment_share"] for r in rs),
                      "peak_mib": statistics.median(r["peak_bytes"] for r in rs) / 2**20,
                      "frozen_share": rs[0]["frozen_share"]})
-    header = ["arm", "precision", "procs", "images/s", "s/iter", "peak MiB", "frozen fwd share", "device"]
+    header = ["arm", "precision", "procs", "images/s", "s/iter", "load+augment share", "peak MiB", "frozen fwd share",
+              "device"]
     print(f"ResNet-18 width {args.width}, SimSiam, global batch {args.batch_size}, 32x32, "
           f"{'synthetic' if args.synthetic else 'CIFAR-10'} images; median of {args.repeats} "
           f"({args.iters} timed iterations after {args.warmup})")
     print(format_table(header, [[r["arm"], r["precision"], r["procs"], r["images_per_s"], f"{r['seconds_per_iter']:.3f}",
-                                 r["peak_mib"], f"{r['frozen_share']:.2f}", r["device"]] for r in rows]))
+                                 f"{r['load_augment_share']:.2f}", r["peak_mib"], f"{r['frozen_share']:.2f}", r["device"]]
+                                for r in rows]))
     if args.json:
         args.json.write_text(json.dumps({"args": base, "rows": rows, "raw": [r for rs in measured.values() for r in rs]},
                                         indent=2))

@@ -91,3 +91,21 @@ def test_demo_configuration_learns_and_freezes(tmp_path, fmnist_available):
     history = r["freeze_history"]
     assert history and all(h["experience"] >= 1 and h["iteration"] % 16 == 0 for h in history)
     assert r["efficiency"][-1]["BwdFLOPs_Iter"] < r["efficiency"][0]["BwdFLOPs_Iter"]
+
+
+def test_bench_throughput_measures_each_arm_in_its_own_process(tmp_path, capsys):
+    bench = _load("bench_throughput")
+    out = tmp_path / "throughput.json"
+    assert bench.main(["--synthetic", "--width", "0.125", "--batch-size", "8", "--iters", "1", "--warmup", "1",
+                       "--repeats", "1", "--precision", "32", "--arms", "lump", "lump_freeze",
+                       "--frozen-units", "3", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "lump_freeze" in text and "load+augment share" in text
+    summary = text.strip().splitlines()[-1]
+    assert summary.startswith("lump_over_finetune_time=nan lump_over_lump_freeze_time=")
+    rows = {r["arm"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["lump_freeze"]["frozen_share"] > 0 and rows["lump"]["frozen_share"] == 0
+    assert all(r["images_per_s"] > 0 and r["peak_mib"] >= 0 and 0 <= r["load_augment_share"] <= 1
+               for r in rows.values())
+    with pytest.raises(SystemExit):  # neither synthetic images nor a dataset
+        bench.main(["--iters", "1"])

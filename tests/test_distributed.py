@@ -41,7 +41,8 @@ def _gathered_loss_worker(rank: int, init_file: str, name: str, queue) -> None:
         a, b = z1[part].clone().requires_grad_(), z2[part].clone().requires_grad_()
         loss = method.ssl_loss(a, b)
         loss.backward()
-        queue.put((rank, float(loss), a.grad.clone(), b.grad.clone()))
+        # numpy, not tensors: a tensor is passed by shared memory that dies with this process
+        queue.put((rank, float(loss.detach()), a.grad.numpy().copy(), b.grad.numpy().copy()))
     finally:
         dist.destroy_process_group()
 
@@ -56,9 +57,9 @@ def test_gathered_loss_equals_single_process_loss_on_the_global_batch(name, tmp_
     reference.backward()
     for rank, loss, grad_a, grad_b in _spawn(_gathered_loss_worker, tmp_path, name):
         part = slice(rank * 6, (rank + 1) * 6)
-        assert loss == pytest.approx(float(reference), rel=1e-5)
-        torch.testing.assert_close(grad_a / WORLD, a.grad[part], rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(grad_b / WORLD, b.grad[part], rtol=1e-4, atol=1e-6)
+        assert loss == pytest.approx(float(reference.detach()), rel=1e-5)
+        torch.testing.assert_close(torch.from_numpy(grad_a) / WORLD, a.grad[part], rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(grad_b) / WORLD, b.grad[part], rtol=1e-4, atol=1e-6)
 
 
 def _freeze_decision_worker(rank: int, init_file: str, queue) -> None:

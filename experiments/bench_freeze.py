@@ -14,7 +14,9 @@ alternate in order from seed to seed (even seeds: LUMP first), and the time rati
 is the median over seeds. The rule's own cost (bases, gradient sums, scores, gate) is part
 of its training time and is reported separately.
 
-Prints one table per cell (mean +- std over seeds), writes ``bench.json`` and, with
+Prints one table per cell (mean +- std over seeds) and, in cells with controls, the rule's
+differences from each arm paired by seed (the seed-to-seed spread the arms share cancels),
+writes ``bench.json`` and, with
 ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so
 an interrupted grid continues where it stopped. Ends with one machine-readable line
 (the mean over cells when there are several):
@@ -158,6 +160,31 @@ def _print_cell(cell: Dict) -> None:
                        rows))
 
 
+METRICS = (("acc_knn_ci", "kNN acc CI"), ("acc_knn_ti", "kNN acc TI"), ("forgetting_knn_ci", "forgetting CI"),
+           ("forgetting_knn_ti", "forgetting TI"))
+
+
+def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
+    """Per metric, the rule's value minus ``arm``'s in each seed both ran (seed-to-seed variation,
+    shared by the two arms of a seed, cancels in these differences)."""
+    rule, other = cell["arms"]["rule"], cell["arms"][arm]
+    common = [s for s in rule["seeds"] if s in other["seeds"]]
+    at = lambda summary, key, seed: summary[key][summary["seeds"].index(seed)]  # noqa: E731
+    return {key: [at(rule, key, s) - at(other, key, s) for s in common] for key, _ in METRICS}
+
+
+def _print_paired(cell: Dict) -> None:
+    arms = [a for a in cell["arms"] if a != "rule"]
+    if not any(a in CONTROLS for a in arms):
+        return
+    rows = []
+    for arm in arms:
+        diffs = paired_differences(cell, arm)
+        rows.append([arm] + [f"{_mean_std(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()])
+    print("rule minus arm, paired by seed (mean +- std; in parentheses: seeds where the rule's value is higher)")
+    print(format_table(["arm"] + [label for _, label in METRICS], rows))
+
+
 def _line(cells: List[Dict]) -> str:
     def mean_over(fn):
         return statistics.mean(fn(c) for c in cells)
@@ -239,6 +266,7 @@ def main(argv=None) -> int:
             control_seeds = (seeds if args.control_seeds is None else args.control_seeds) if controls else []
             cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output, args.finished_only)
             _print_cell(cell)
+            _print_paired(cell)
             cells.append(cell)
             if len(args.ssl) * len(args.epochs) > 1:
                 print(f"{cell['ssl']} e{cell['epochs']}: {_line([cell])}")

@@ -70,6 +70,10 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     # the fixed prefixes can only approximate; FreezeOut and the random draw match it closely
     for arm in ("freezeout", "random"):
         assert abs(arms[arm]["frozen_compute"][0] - target) <= 0.25 * target, (arm, arms[arm]["frozen_compute"])
+    assert "rule minus arm, paired by seed" in out
+    cell = json.loads((tmp_path / "bench.json").read_text())["cells"][0]
+    diffs = bench.paired_differences(cell, "fixed2")
+    assert diffs["acc_knn_ci"] == [pytest.approx(arms["rule"]["acc_knn_ci"][0] - arms["fixed2"]["acc_knn_ci"][0])]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 

@@ -140,3 +140,18 @@ def test_cassle_distils_with_solo_learns_loss(tiny_bench):
         dino = make_strategy(tiny_bench, ssl="solo:dino",
                              ssl_options={"proj_dim": 32, "pred_dim": 8, "proj_output_dim": 16, "num_prototypes": 32})
         dino.ssl_method.pair_loss(torch.randn(4, 32), torch.randn(4, 32))
+
+
+def test_cli_runs_a_solo_method_by_name(tmp_path, fmnist_available):
+    import json
+
+    from avalanche_freeze.cli import main
+
+    from .conftest import TINY_SET
+
+    args = ["run", "--quiet", "--strategy", "lump", "--output", str(tmp_path / "run")]
+    for item in TINY_SET + ["data.n_experiences=2", "ssl.name=solo:byol", "ssl.options={proj_output_dim: 16}"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["config"]["ssl"]["name"] == "solo:byol" and len(r["acc_matrix"]["knn_ci"]) == 2

@@ -236,7 +236,10 @@ class ExperimentRun:
         """Save the run after its last completed task (atomically, with a checksum). Under torchrun
         process 0 writes it, with every process's RNG streams and plugin states (LUMP's buffers)."""
         strategy = strategy_state(self.strategy, self.plugins)
-        processes = gather_from_all({"rng": rng_state(), "plugins": strategy["plugins"]}) if world_size() > 1 else None
+        processes = None
+        if world_size() > 1:  # plugin states are per process: saved once each, in ``processes``
+            processes = gather_from_all({"rng": rng_state(), "plugins": strategy.pop("plugins")})
+            strategy["plugins"] = {}
         if is_main_process():
             state = {
                 "config": self.cfg.to_dict(),

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
-from avalanche.benchmarks.utils.data_loader import SingleDatasetDataLoader, collate_from_data_or_kwargs
 from avalanche.evaluation.metrics import loss_metrics, timing_metrics
 from avalanche.logging import InteractiveLogger
 from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
@@ -380,15 +379,14 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         if self.training_module is self.model:  # once, with the model on its device
             self.training_module = wrap_for_training(self.model, sync_batchnorm=self.sync_batchnorm)
 
-    def make_eval_dataloader(self, num_workers=0, shuffle=False, pin_memory=None, persistent_workers=False,
-                             **kwargs):
-        """Avalanche's evaluation loader, never sharded across processes (every process evaluates the
-        whole experience, so the accuracies do not depend on the number of processes)."""
-        args = self._obtain_common_dataloader_parameters(
-            batch_size=self.eval_mb_size, num_workers=num_workers, shuffle=shuffle, pin_memory=pin_memory,
-            persistent_workers=persistent_workers)
-        collate_from_data_or_kwargs(self.adapted_dataset, args)
-        self.dataloader = SingleDatasetDataLoader(self.adapted_dataset, distributed_sampling=False, **args)
+    def _obtain_common_dataloader_parameters(self, **kwargs):
+        """Avalanche's loader arguments; evaluation loaders are never sharded across processes (every
+        process evaluates the whole experience, so the accuracies do not depend on the number of
+        processes)."""
+        args = super()._obtain_common_dataloader_parameters(**kwargs)
+        if not self.is_training:
+            args["distributed_sampling"] = False
+        return args
 
     def make_train_dataloader(self, num_workers=None, shuffle=True, pin_memory=None,
                               persistent_workers=None, drop_last=None, **kwargs):

@@ -121,6 +121,7 @@ def _eval_loader_worker(rank: int, init_file: str, queue) -> None:
         for name, exp in (("train", bench.benchmark.train_stream[0]), ("eval", bench.benchmark.test_stream[0])):
             strategy.experience = exp
             strategy.adapted_dataset = exp.dataset
+            strategy.is_training = name == "train"  # as Avalanche's train() and eval() set it
             (strategy.make_train_dataloader if name == "train" else strategy.make_eval_dataloader)()
             sizes[name] = sum(len(mb[0]) for mb in strategy.dataloader)
         queue.put((rank, sizes))

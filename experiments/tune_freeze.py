@@ -1,17 +1,19 @@
 """Choose the freezing rule's defaults on validation data, never on test accuracy.
 
 Runs LUMP and LUMP + the freezing rule for each candidate setting on the *validation*
-split (``data.eval_split=validation``: training images the runs do not train on), one
-seed, and picks the candidate that freezes the most backward compute while its
-validation kNN accuracy (both protocols) stays within ``--tolerance`` points of LUMP
-and its forgetting (max definition, both protocols) is at most LUMP's plus the same
-tolerance. Prints a table and ends with one line naming the choice:
+split (``data.eval_split=validation``: training images the runs do not train on) for
+each of ``--seeds`` (default: seed 0), and picks the candidate that freezes the most
+backward compute while its validation kNN accuracy (both protocols), minus LUMP's of the
+same seed and averaged over the seeds, stays within ``--tolerance`` points, and its
+forgetting (max definition, both protocols) is on average at most LUMP's plus the same
+tolerance. Prints a table (deltas: mean over seeds, and in how many seeds the candidate
+was within tolerance) and ends with one line naming the choice:
 
     chosen=freeze.stability=0.995 backward_flops_ratio=X knn_ci_delta=D knn_ti_delta=E
 
 Usage:
     python experiments/tune_freeze.py [--config FILE] [--set key=value ...]
-        [--candidate "freeze.stability=0.99"] ... [--tolerance 0.3] [--output DIR]
+        [--candidate "freeze.stability=0.99"] ... [--seeds 0 1 2] [--tolerance 0.3] [--output DIR]
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List
+from statistics import mean
+from typing import Dict, List, Tuple
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import run_or_reuse
@@ -35,12 +38,28 @@ def _run(files, overrides: List[str], label: str, output: Path) -> Dict:
     return run_or_reuse(cfg, output / label / f"seed{cfg.seed}")
 
 
+def paired_deltas(lump: Dict, rule: Dict) -> Tuple[float, Dict[str, float], Dict[str, float]]:
+    """LUMP's backward FLOPs over the rule's, and the rule's accuracy and forgetting minus
+    LUMP's (in points, per protocol), for two ``results.json`` of the same seed."""
+    ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / rule["efficiency_total"]["BwdFLOPs_Exp"]
+    acc = {k: 100 * (rule["avg_acc"][k] - lump["avg_acc"][k]) for k in PROTOCOLS}
+    fgt = {k: 100 * (rule["forgetting_max"][k] - lump["forgetting_max"][k]) for k in PROTOCOLS}
+    return ratio, acc, fgt
+
+
+def within_tolerance(acc: Dict[str, float], fgt: Dict[str, float], tolerance: float) -> bool:
+    """Accuracy at least LUMP's minus ``tolerance`` and forgetting at most LUMP's plus it."""
+    return all(acc[k] >= -tolerance and fgt[k] <= tolerance for k in PROTOCOLS)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", action="append", default=[], type=Path, help="YAML config file (repeatable)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help=f"a setting of the rule to try (repeatable; default: {', '.join(DEFAULT_CANDIDATES)})")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds to average the deltas over (default: 0)")
     p.add_argument("--tolerance", type=float, default=0.3, help="accuracy points a candidate may lose (0.3)")
     p.add_argument("--output", type=Path, default=Path("runs/tune_freeze"))
     args = p.parse_args(argv)
@@ -52,28 +71,34 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"tune_freeze: error: {exc}", file=sys.stderr)
         return 2
-    lump = _run(args.config, base + ["strategy=lump"], "lump", args.output)
+    lumps, results = {}, {}
+    for seed in args.seeds:  # seed by seed, so that an interrupted sweep has compared every candidate
+        lumps[seed] = _run(args.config, base + ["strategy=lump", f"seed={seed}"], "lump", args.output)
+        for c in candidates:
+            results[c, seed] = _run(args.config, base + c.split(",") + ["strategy=lump_freeze", f"seed={seed}"],
+                                    "rule_" + c.replace("=", "-"), args.output)
     rows, eligible = [], []
     for c in candidates:
-        r = _run(args.config, base + c.split(",") + ["strategy=lump_freeze"], "rule_" + c.replace("=", "-"),
-                 args.output)
-        ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / r["efficiency_total"]["BwdFLOPs_Exp"]
-        acc = {k: 100 * (r["avg_acc"][k] - lump["avg_acc"][k]) for k in PROTOCOLS}
-        fgt = {k: 100 * (r["forgetting_max"][k] - lump["forgetting_max"][k]) for k in PROTOCOLS}
-        ok = all(acc[k] >= -args.tolerance and fgt[k] <= args.tolerance for k in PROTOCOLS)
+        per_seed = [(paired_deltas(lumps[seed], results[c, seed]), results[c, seed]) for seed in args.seeds]
+        ratio = mean(d[0] for d, _ in per_seed)
+        acc = {k: mean(d[1][k] for d, _ in per_seed) for k in PROTOCOLS}
+        fgt = {k: mean(d[2][k] for d, _ in per_seed) for k in PROTOCOLS}
+        ok = within_tolerance(acc, fgt, args.tolerance)
+        seeds_ok = sum(within_tolerance(d[1], d[2], args.tolerance) for d, _ in per_seed)
+        frozen = " / ".join(",".join(str(e["frozen_blocks"]) for e in r["efficiency"]) for _, r in per_seed)
         rows.append([c, f"{ratio:.3f}", acc["knn_ci"], acc["knn_ti"], fgt["knn_ci"], fgt["knn_ti"],
-                     ", ".join(str(e["frozen_blocks"]) for e in r["efficiency"]), "yes" if ok else "no"])
+                     frozen, f"{seeds_ok}/{len(per_seed)}", "yes" if ok else "no"])
         if ok:
             eligible.append((ratio, c, acc))
     print(format_table(["candidate", "bwd FLOPs ratio", "d acc CI", "d acc TI", "d fgt CI", "d fgt TI",
-                        "frozen blocks/task", "within tolerance"], rows))
-    if not eligible:
-        print("chosen=none (no candidate within tolerance of LUMP on the validation split)")
-        return 0
-    ratio, choice, acc = max(eligible)
-    line = (f"chosen={choice} backward_flops_ratio={ratio:.3f} "
-            f"knn_ci_delta={acc['knn_ci']:.2f} knn_ti_delta={acc['knn_ti']:.2f}")
-    (args.output / "tune.json").write_text(json.dumps({"rows": rows, "line": line}, indent=2))
+                        "frozen blocks/task", "seeds within", "within tolerance"], rows))
+    if eligible:
+        ratio, choice, acc = max(eligible)
+        line = (f"chosen={choice} backward_flops_ratio={ratio:.3f} "
+                f"knn_ci_delta={acc['knn_ci']:.2f} knn_ti_delta={acc['knn_ti']:.2f}")
+    else:
+        line = "chosen=none (no candidate within tolerance of LUMP on the validation split)"
+    (args.output / "tune.json").write_text(json.dumps({"seeds": args.seeds, "rows": rows, "line": line}, indent=2))
     print(line)
     return 0
 

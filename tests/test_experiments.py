@@ -113,3 +113,34 @@ def test_bench_throughput_measures_each_arm_in_its_own_process(tmp_path, capsys)
                for r in rows.values())
     with pytest.raises(SystemExit):  # neither synthetic images nor a dataset
         bench.main(["--iters", "1"])
+
+
+def test_tune_freeze_pairs_each_seed_with_lump_and_averages_the_deltas():
+    tune = _load("tune_freeze")
+    lump = {"efficiency_total": {"BwdFLOPs_Exp": 300.0}, "avg_acc": {"knn_ci": 0.60, "knn_ti": 0.90},
+            "forgetting_max": {"knn_ci": 0.10, "knn_ti": 0.02}}
+    rule = {"efficiency_total": {"BwdFLOPs_Exp": 200.0}, "avg_acc": {"knn_ci": 0.598, "knn_ti": 0.91},
+            "forgetting_max": {"knn_ci": 0.104, "knn_ti": 0.01}}
+    ratio, acc, fgt = tune.paired_deltas(lump, rule)
+    assert ratio == pytest.approx(1.5)
+    assert acc == pytest.approx({"knn_ci": -0.2, "knn_ti": 1.0})
+    assert fgt == pytest.approx({"knn_ci": 0.4, "knn_ti": -1.0})
+    assert tune.within_tolerance(acc, fgt, 0.5) and not tune.within_tolerance(acc, fgt, 0.3)  # forgetting +0.4
+
+
+def test_tune_freeze_runs_every_seed_and_chooses_the_cheapest_candidate_within_tolerance(
+        tmp_path, fmnist_available, capsys):
+    tune = _load("tune_freeze")
+    freezes, never = "freeze.tau=0,freeze.max_frozen_share=0.3", "freeze.max_frozen_share=0"
+    argv = ["--seeds", "0", "1", "--candidate", never, "--candidate", freezes, "--tolerance", "100",
+            "--output", str(tmp_path), *_sets()]
+    assert tune.main(argv) == 0
+    out = capsys.readouterr().out
+    for label in ("lump", "rule_" + never.replace("=", "-"), "rule_" + freezes.replace("=", "-")):
+        assert sorted(p.name for p in (tmp_path / label).iterdir()) == ["seed0", "seed1"]
+        cfg = json.loads((tmp_path / label / "seed1" / "results.json").read_text())["config"]
+        assert cfg["data"]["eval_split"] == "validation" and cfg["seed"] == 1
+    never_row = next(line for line in out.splitlines() if line.startswith(never + " "))
+    assert " 1.000 " in never_row and " 2/2 " in never_row  # nothing frozen: LUMP's FLOPs in both seeds
+    assert out.strip().splitlines()[-1].startswith(f"chosen={freezes} backward_flops_ratio=")
+    assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0, 1]

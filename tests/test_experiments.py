@@ -144,3 +144,22 @@ def test_tune_freeze_runs_every_seed_and_chooses_the_cheapest_candidate_within_t
     assert " 1.000 " in never_row and " 2/2 " in never_row  # nothing frozen: LUMP's FLOPs in both seeds
     assert out.strip().splitlines()[-1].startswith(f"chosen={freezes} backward_flops_ratio=")
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0, 1]
+
+
+def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(tmp_path, monkeypatch, capsys):
+    tune = _load("tune_freeze")
+    lump = {"efficiency_total": {"BwdFLOPs_Exp": 300.0}, "avg_acc": {"knn_ci": 0.6, "knn_ti": 0.9},
+            "forgetting_max": {"knn_ci": 0.1, "knn_ti": 0.0}}
+
+    def shifted(ci_loss, ti_loss, flops):
+        return {"efficiency_total": {"BwdFLOPs_Exp": flops}, "forgetting_max": lump["forgetting_max"],
+                "avg_acc": {"knn_ci": 0.6 - ci_loss / 100, "knn_ti": 0.9 - ti_loss / 100}, "efficiency": []}
+
+    outcome = {"lump": lump, "rule_freeze.stability-0.99": shifted(2.0, 0.5, 150.0),
+               "rule_freeze.stability-0.999": shifted(0.4, 0.9, 250.0)}
+    monkeypatch.setattr(tune, "_run", lambda files, overrides, label, output: outcome[label])
+    argv = ["--candidate", "freeze.stability=0.99", "--candidate", "freeze.stability=0.999", "--output", str(tmp_path)]
+    assert tune.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == ("chosen=none (no candidate within tolerance of LUMP on the validation split; "
+                    "closest=freeze.stability=0.999, 0.90 points beyond LUMP)")

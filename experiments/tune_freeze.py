@@ -2,13 +2,14 @@
 
 Runs LUMP and LUMP + the freezing rule for each candidate setting on the *validation*
 split (``data.eval_split=validation``: training images the runs do not train on) for
-each of ``--seeds`` (default: seed 0), and picks the candidate that freezes the most
-backward compute while its validation kNN accuracy (both protocols), minus LUMP's of the
-same seed and averaged over the seeds, stays within ``--tolerance`` points, and its
-forgetting (max definition, both protocols) is on average at most LUMP's plus the same
-tolerance. Prints a table (deltas: mean over seeds, and in how many seeds the candidate
-was within tolerance) and ends with one line naming the choice (or, when no candidate is
-within tolerance, ``chosen=none`` and the candidate whose largest loss is smallest):
+each of ``--seeds`` (default: the configured seed), and picks the candidate that freezes
+the most backward compute while its validation kNN accuracy (both protocols), minus
+LUMP's of the same seed and averaged over the seeds, stays within ``--tolerance`` points,
+and its forgetting (max definition, both protocols) is on average at most LUMP's plus the
+same tolerance. Prints a table (deltas: mean over seeds, and in how many seeds the
+candidate was within tolerance) and ends with one line naming the choice (or, when no
+candidate is within tolerance, ``chosen=none`` and the candidate whose largest loss is
+smallest):
 
     chosen=freeze.stability=0.995 backward_flops_ratio=X knn_ci_delta=D knn_ti_delta=E
 
@@ -64,8 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE]",
                    help=f"a setting of the rule to try (repeatable; default: {', '.join(DEFAULT_CANDIDATES)})")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0],
-                   help="seeds to average the deltas over (default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="seeds to average the deltas over (default: the configured seed)")
     p.add_argument("--tolerance", type=float, default=0.3, help="accuracy points a candidate may lose (0.3)")
     p.add_argument("--output", type=Path, default=Path("runs/tune_freeze"))
     args = p.parse_args(argv)
@@ -74,18 +75,19 @@ def main(argv=None) -> int:
     try:
         for c in candidates:
             ExperimentConfig.from_sources(files=args.config, overrides=base + c.split(",") + ["strategy=lump_freeze"])
+        seeds = args.seeds or [ExperimentConfig.from_sources(files=args.config, overrides=base).seed]
     except ConfigError as exc:
         print(f"tune_freeze: error: {exc}", file=sys.stderr)
         return 2
     lumps, results = {}, {}
-    for seed in args.seeds:  # seed by seed, so that an interrupted sweep has compared every candidate
+    for seed in seeds:  # seed by seed, so that an interrupted sweep has compared every candidate
         lumps[seed] = _run(args.config, base + ["strategy=lump", f"seed={seed}"], "lump", args.output)
         for c in candidates:
             results[c, seed] = _run(args.config, base + c.split(",") + ["strategy=lump_freeze", f"seed={seed}"],
                                     "rule_" + c.replace("=", "-"), args.output)
     rows, eligible, closest = [], [], []
     for c in candidates:
-        per_seed = [(paired_deltas(lumps[seed], results[c, seed]), results[c, seed]) for seed in args.seeds]
+        per_seed = [(paired_deltas(lumps[seed], results[c, seed]), results[c, seed]) for seed in seeds]
         ratio = mean(d[0] for d, _ in per_seed)
         acc = {k: mean(d[1][k] for d, _ in per_seed) for k in PROTOCOLS}
         fgt = {k: mean(d[2][k] for d, _ in per_seed) for k in PROTOCOLS}
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
         worst, nearest = min(closest)
         line = (f"chosen=none (no candidate within tolerance of LUMP on the validation split; "
                 f"closest={nearest}, {worst:.2f} points beyond LUMP)")
-    (args.output / "tune.json").write_text(json.dumps({"seeds": args.seeds, "rows": rows, "line": line}, indent=2))
+    (args.output / "tune.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "line": line}, indent=2))
     print(line)
     return 0
 

@@ -163,3 +163,6 @@ def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(t
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == ("chosen=none (no candidate within tolerance of LUMP on the validation split; "
                     "closest=freeze.stability=0.999, 0.90 points beyond LUMP)")
+    assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0]  # the configured seed
+    assert tune.main([*argv, "--set", "seed=3"]) == 0
+    assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [3]

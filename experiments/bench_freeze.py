@@ -6,7 +6,9 @@ With ``--controls-at E`` (or ``SSL:E``), cells of E epochs per task (of that SSL
 as much compute as the rule did in the same seed, without looking at the data (see
 :mod:`avalanche_freeze.freeze_schedules`): the same amount as one prefix fixed from task 2
 (``fixed2``) or from task 3 (``fixed3``), a FreezeOut-style schedule (``freezeout``) and
-random prefix lengths (``random``).
+random prefix lengths (``random``). ``--fixed-prefix T:B`` adds, in the same cells and
+seeds, an arm that freezes the first B blocks from the start of task T (``fixedT_Bb``),
+whatever the rule froze: a fixed schedule at a chosen saving (e.g. the 1.3x target).
 
 Timing is kept honest: FLOPs and saved bytes are counted on sampled iterations
 (``metrics.flops_every``) whose time is kept out of the training time; the two arms
@@ -26,7 +28,7 @@ an interrupted grid continues where it stopped. Ends with one machine-readable l
 Usage:
     python experiments/bench_freeze.py [--config FILE] [--set key=value ...] [--device cuda]
         [--ssl simsiam barlowtwins] [--epochs 3 10] [--seeds 0 1 2] [--controls-at [SSL:]EPOCHS ...]
-        [--plot FILE] [--output DIR]
+        [--fixed-prefix TASK:BLOCKS ...] [--plot FILE] [--output DIR]
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from avalanche_freeze.backbones import CifarResNet18
 from avalanche_freeze.benchmarks import BENCHMARKS
@@ -76,6 +78,19 @@ def _control_schedule(arm: str, rule: Dict, shares: List[float], seed: int) -> L
     return random_schedule(target, iterations, shares, seed=seed)
 
 
+def fixed_prefix_arm(spec: str, n_blocks: int) -> tuple:
+    """``(arm name, freeze.schedule)`` of ``--fixed-prefix TASK:BLOCKS`` (TASK counted from 1, at least 2;
+    1 <= BLOCKS <= the backbone's ``n_blocks``)."""
+    try:
+        task, blocks = (int(v) for v in spec.split(":"))
+    except ValueError:
+        raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK:BLOCKS, e.g. 2:4") from None
+    if task < 2 or not 1 <= blocks <= n_blocks:
+        raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK >= 2 (task 1 trains every "
+                         f"unit) and 1 <= BLOCKS <= {n_blocks}")
+    return f"fixed{task}_{blocks}b", [[task - 1, 0, blocks]]
+
+
 def _mean_std(values: List[float]) -> str:
     if not values:
         return "-"
@@ -85,18 +100,21 @@ def _mean_std(values: List[float]) -> str:
 
 
 def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
-          output: Path, finished_only: bool = False) -> Dict:
-    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``;
-    returns its summary. ``finished_only``: run nothing, summarise the seeds whose runs are finished."""
+          output: Path, finished_only: bool = False, fixed_prefixes: Sequence[str] = ()) -> Dict:
+    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``
+    and the ``fixed_prefixes`` arms (``TASK:BLOCKS``) in the same seeds; returns its summary.
+    ``finished_only``: run nothing, summarise the seeds whose runs are finished."""
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
     shares = _compute_shares(base)
+    fixed = dict(fixed_prefix_arm(spec, len(shares)) for spec in fixed_prefixes) if control_seeds else {}
     runs: Dict[str, Dict[int, Dict]] = {}
     if finished_only:
         finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
         seeds = [seed for seed in seeds if finished("lump", seed) and finished("lump_freeze", seed)]
-        control_seeds = [seed for seed in control_seeds if seed in seeds and all(finished(a, seed) for a in CONTROLS)]
+        control_seeds = [seed for seed in control_seeds
+                         if seed in seeds and all(finished(a, seed) for a in (*CONTROLS, *fixed))]
         if not seeds:
             raise SystemExit(f"bench_freeze: no finished seed in {cell_dir}")
     for i, seed in enumerate(seeds):
@@ -109,8 +127,8 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         runs.setdefault("lump", {})[seed] = done["lump"]
         runs.setdefault("rule", {})[seed] = done["lump_freeze"]
         if seed in control_seeds:
-            for arm in CONTROLS:
-                schedule = _control_schedule(arm, done["lump_freeze"], shares, seed)
+            schedules = {arm: _control_schedule(arm, done["lump_freeze"], shares, seed) for arm in CONTROLS}
+            for arm, schedule in {**schedules, **fixed}.items():
                 cfg = _config(files, common + ["strategy=lump_freeze", f"freeze.schedule={json.dumps(schedule)}"])
                 result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
                 result["schedule"] = schedule
@@ -140,7 +158,7 @@ def _arm_summary(arm: str, by_seed: Dict[int, Dict], lump_by_seed: Dict[int, Dic
                                             [int(e["Iterations_Exp"]) for e in r["efficiency"]], shares)
                              for r in results]
     out["frozen_blocks"] = [[e["frozen_blocks"] for e in r["efficiency"]] for r in results]
-    if arm in CONTROLS:
+    if all("schedule" in r for r in results):  # a control or a fixed prefix
         out["schedules"] = [r["schedule"] for r in results]
     return out
 
@@ -175,7 +193,7 @@ def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
 
 def _print_paired(cell: Dict) -> None:
     arms = [a for a in cell["arms"] if a != "rule"]
-    if not any(a in CONTROLS for a in arms):
+    if arms == ["lump"]:
         return
     rows = []
     for arm in arms:
@@ -212,12 +230,13 @@ def plot(cells: List[Dict], path: Path) -> None:
     colours = {arm: f"C{i}" for i, arm in enumerate(markers)}
     for ax, cell in zip(axes[0], cells):
         for arm, s in cell["arms"].items():
+            colours.setdefault(arm, f"C{len(colours) % 10}")
             flops = [f / 1e12 for f in s["bwd_flops"]]
             acc = s["acc_knn_ci"]
             ax.errorbar(statistics.mean(flops), statistics.mean(acc),
                         xerr=statistics.stdev(flops) if len(flops) > 1 else 0,
                         yerr=statistics.stdev(acc) if len(acc) > 1 else 0,
-                        fmt=markers.get(arm, "o"), color=colours.get(arm), ms=10 if arm == "rule" else 6, capsize=3,
+                        fmt=markers.get(arm, "P"), color=colours[arm], ms=10 if arm == "rule" else 6, capsize=3,
                         label=f"{arm} ({len(acc)} seed{'s' if len(acc) > 1 else ''})")
         ax.set_title(f"{cell['ssl']}, {cell['epochs']} epochs/task", fontsize=10)
         ax.set_xlabel("backward TFLOPs (whole run)")
@@ -243,6 +262,9 @@ def main(argv=None) -> int:
                         "(optionally of one SSL method only, e.g. simsiam:10)")
     p.add_argument("--control-seeds", nargs="+", type=int, default=None,
                    help="seeds of the controls (default: all of --seeds)")
+    p.add_argument("--fixed-prefix", nargs="+", default=[], metavar="TASK:BLOCKS",
+                   help="in the cells and seeds of the controls, also freeze the first BLOCKS blocks from "
+                        "task TASK on (e.g. 2:4), whatever the rule froze")
     p.add_argument("--finished-only", action="store_true",
                    help="run nothing: summarise (and plot) the seeds whose runs are finished in --output")
     p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")
@@ -254,7 +276,11 @@ def main(argv=None) -> int:
         for ssl in args.ssl:
             if ssl:
                 _config(args.config, overrides + [f"ssl.name={ssl}"])
-    except ConfigError as exc:
+        if args.fixed_prefix:
+            n_blocks = len(_compute_shares(base))
+            for spec in args.fixed_prefix:
+                fixed_prefix_arm(spec, n_blocks)
+    except (ConfigError, ValueError) as exc:
         print(f"bench_freeze: error: {exc}", file=sys.stderr)
         return 2
     seeds = args.seeds if args.seeds is not None else [base.seed]
@@ -264,7 +290,8 @@ def main(argv=None) -> int:
             n_epochs, method = epochs or base.train.epochs, ssl or base.ssl.name
             controls = str(n_epochs) in args.controls_at or f"{method}:{n_epochs}" in args.controls_at
             control_seeds = (seeds if args.control_seeds is None else args.control_seeds) if controls else []
-            cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output, args.finished_only)
+            cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output, args.finished_only,
+                         args.fixed_prefix)
             _print_cell(cell)
             _print_paired(cell)
             cells.append(cell)

@@ -58,11 +58,15 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     bench = _load("bench_freeze")
     rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
     png = tmp_path / "acc_vs_flops.png"
-    argv = ["--output", str(tmp_path), "--controls-at", "1", "--plot", str(png), *_sets(*rule, "data.n_experiences=5")]
+    argv = ["--output", str(tmp_path), "--controls-at", "1", "--fixed-prefix", "3:2", "--plot", str(png),
+            *_sets(*rule, "data.n_experiences=5")]
     assert bench.main(argv) == 0
     out = capsys.readouterr().out
     arms = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
-    assert set(arms) == {"lump", "rule", "fixed2", "fixed3", "freezeout", "random"}
+    assert set(arms) == {"lump", "rule", "fixed2", "fixed3", "freezeout", "random", "fixed3_2b"}
+    # --fixed-prefix 3:2: the first two blocks from the start of task 3, whatever the rule froze
+    assert arms["fixed3_2b"]["schedules"] == [[[2, 0, 2]]] and arms["fixed3_2b"]["frozen_blocks"] == [[0, 0, 2, 2, 2]]
+    assert "fixed3_2b " in out
     assert all(line in out for line in ("fixed2 ", "freezeout "))
     target = arms["rule"]["frozen_compute"][0]
     assert target > 0 and arms["lump"]["frozen_compute"][0] == 0
@@ -78,6 +82,9 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     from PIL import Image
 
     assert Image.open(png).size == (336, 288)  # one panel: 4.2 x 3.6 inches at 80 dpi
+    for spec in ("2", "1:3", "2:99"):  # not TASK:BLOCKS; task 1 trains every unit; more blocks than the backbone's
+        assert bench.main(["--output", str(tmp_path), "--controls-at", "1", "--fixed-prefix", spec, *_sets()]) == 2
+        assert f"--fixed-prefix '{spec}' is not accepted" in capsys.readouterr().err
 
 
 @pytest.mark.slow

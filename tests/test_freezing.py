@@ -323,6 +323,26 @@ def test_mid_task_decision_takes_units_out_of_the_optimizer_at_that_iteration(ti
     assert plugin.decision_seconds[1] > 0
 
 
+def test_first_task_holds_every_unit_trainable_until_that_task(tiny_bench):
+    spy = _OptimizerSpy()
+    plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=0.0, decide_every=3,
+                                     max_frozen_share=0.3, n_samples=16, first_task=3)
+    summed_in = []  # tasks_done at each gradient accumulation
+    accumulate = plugin.accumulate_gradients
+    plugin.accumulate_gradients = lambda backbone: (summed_in.append(plugin.tasks_done), accumulate(backbone))
+    s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)  # 8 iterations per task
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        s.train(exp)
+    assert s.backbone.num_frozen_units == 0 and not plugin.history and not summed_in  # task 2: no decision
+    assert len(plugin.patch_bases[0][0]) == 2  # stem conv: one input-patch basis per old task
+    s.train(tiny_bench.benchmark.train_stream[2])
+    assert [inside for exp, inside in spy.stem_in_optimizer if exp == 2] == [True] * 3 + [False] * 5
+    assert [(h["experience"], h["iteration"]) for h in plugin.history] == [(2, 3)]
+    assert set(summed_in) == {2}  # gradients summed in task 3 only
+    with pytest.raises(ValueError, match="first_task"):
+        CorrelationFreezePlugin(first_task=1)
+
+
 def test_gate_holds_back_units_that_still_move(tiny_bench):
     plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=1.0, decide_every=2, n_samples=16)
     s = make_strategy(tiny_bench, [plugin], train_mb_size=8, train_epochs=1)

@@ -78,6 +78,9 @@ class FreezeConfig:
         decide_every: decide every this many training iterations of each task after the first
             (0: once at the start of each task, as the paper's reconstructed rule).
         max_frozen_share: cap on the frozen prefix's share of backbone forward compute (1.0 = no cap).
+        first_task: the first task (counted from 1) in which units may be frozen: 2 (default, the
+            paper: as soon as there is an old task) or later, so that the backbone has learned
+            from ``first_task - 1`` tasks before any of it stops training.
         granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
         n_samples: samples of a task used to build bases, scores and stability checks (256).
         energy: energy threshold ``eps`` of the bases (0.97).
@@ -100,6 +103,7 @@ class FreezeConfig:
     gate_reference: str = "task"
     decide_every: int = 16
     max_frozen_share: float = 1.0
+    first_task: int = 2
     granularity: str = "block"
     n_samples: int = 256
     energy: float = 0.97
@@ -116,6 +120,7 @@ class FreezeConfig:
         check_choice("gate_reference", self.gate_reference, GATE_REFERENCES)
         check_number("decide_every", self.decide_every, at_least=0, integer=True)
         check_number("max_frozen_share", self.max_frozen_share, at_least=0, at_most=1)
+        check_number("first_task", self.first_task, at_least=2, integer=True)
         check_choice("granularity", self.granularity, GRANULARITIES)
         check_number("n_samples", self.n_samples, at_least=2, integer=True)
         check_number("energy", self.energy, above=0, at_most=1)
@@ -181,8 +186,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     with Avalanche's supervised strategies whose model contains the backbone.
 
     Args:
-        measure, tau, stability, gate_reference, decide_every, max_frozen_share, granularity, n_samples, energy,
-            representation, center, warmup_epochs, normalize, schedule: the options of
+        measure, tau, stability, gate_reference, decide_every, max_frozen_share, first_task, granularity,
+            n_samples, energy, representation, center, warmup_epochs, normalize, schedule: the options of
             :class:`FreezeConfig` (same defaults).
         seed: seed of the sample selection.
 
@@ -208,6 +213,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         gate_reference: str = FreezeConfig.gate_reference,
         decide_every: int = FreezeConfig.decide_every,
         max_frozen_share: float = FreezeConfig.max_frozen_share,
+        first_task: int = FreezeConfig.first_task,
         granularity: str = FreezeConfig.granularity,
         n_samples: int = FreezeConfig.n_samples,
         energy: float = FreezeConfig.energy,
@@ -222,7 +228,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         schedule = [[int(v) if not isinstance(v, bool) else v for v in e] for e in (schedule or [])]
         FreezeConfig(measure=measure, tau=tau, stability=stability, gate_reference=gate_reference,
                      decide_every=decide_every,
-                     max_frozen_share=max_frozen_share, granularity=granularity, n_samples=n_samples, energy=energy,
+                     max_frozen_share=max_frozen_share, first_task=first_task, granularity=granularity, n_samples=n_samples, energy=energy,
                      representation=representation, center=center, warmup_epochs=warmup_epochs,
                      normalize=normalize, schedule=schedule)
         self.measure = measure
@@ -231,6 +237,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         self.gate_reference = gate_reference
         self.decide_every = decide_every
         self.max_frozen_share = max_frozen_share
+        self.first_task = first_task
         self.granularity = granularity
         self.n_samples = n_samples
         self.energy = energy
@@ -261,6 +268,11 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     def deciding(self) -> bool:
         """True when the plugin decides (no fixed ``schedule``)."""
         return not self.schedule
+
+    @property
+    def may_freeze(self) -> bool:
+        """True in the tasks where the rule may freeze units (from task ``first_task`` on)."""
+        return self.tasks_done >= self.first_task - 1
 
     # ----------------------------------------------------------------- data
     def _samples(self, strategy, experience, *, held_out: bool = False) -> Optional[Tensor]:
@@ -318,7 +330,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     # ------------------------------------------------------------ callbacks
     def before_training_exp(self, strategy, **kwargs):
-        if (self.deciding and self.measure == "cka" and self.decide_every == 0 and self.tasks_done
+        if (self.deciding and self.measure == "cka" and self.decide_every == 0 and self.may_freeze
                 and 0 < strategy.train_epochs <= self.warmup_epochs):
             warnings.warn(f"CorrelationFreezePlugin(measure='cka', warmup_epochs={self.warmup_epochs}) decides after "
                           f"the warm-up epochs, but tasks train for {strategy.train_epochs}: nothing will be frozen",
@@ -333,19 +345,19 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             return
         start = time.perf_counter()
         self._measure_compute_shares(strategy, backbone)
-        if self.tasks_done and self.decide_every == 0 and (self.measure == "subspace" or self.warmup_epochs == 0):
+        if self.may_freeze and self.decide_every == 0 and (self.measure == "subspace" or self.warmup_epochs == 0):
             self._decide(strategy, backbone)
-        elif self.tasks_done and self.decide_every > 0:
+        elif self.may_freeze and self.decide_every > 0:
             self.start_window(backbone, self._samples(strategy, strategy.experience))
         self.decision_seconds[-1] += time.perf_counter() - start
 
     def before_training_epoch(self, strategy, **kwargs):
-        if self.deciding and self.measure == "cka" and self.decide_every == 0 and self.tasks_done \
+        if self.deciding and self.measure == "cka" and self.decide_every == 0 and self.may_freeze \
                 and self.warmup_epochs > 0 and strategy.clock.train_exp_epochs == self.warmup_epochs:
             self._decide(strategy, find_freezable_backbone(strategy.model))
 
     def after_backward(self, strategy, **kwargs):
-        if self.deciding and self.measure == "gradient" and self.tasks_done and self.decide_every > 0:
+        if self.deciding and self.measure == "gradient" and self.may_freeze and self.decide_every > 0:
             start = time.perf_counter()
             self.accumulate_gradients(find_freezable_backbone(strategy.model))
             self.decision_seconds[-1] += time.perf_counter() - start
@@ -373,7 +385,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         backbone = find_freezable_backbone(strategy.model)
         if not self.deciding:
             self._follow_schedule(strategy, backbone)
-        elif (self.tasks_done and self.decide_every > 0 and self._iteration % self.decide_every == 0
+        elif (self.may_freeze and self.decide_every > 0 and self._iteration % self.decide_every == 0
               and self._open_units(backbone)):  # nothing left to decide once the prefix reaches the cap
             start = time.perf_counter()
             self._decide(strategy, backbone)

@@ -65,8 +65,9 @@ class FreezeConfig:
     """The ``freeze`` configuration section.
 
     The defaults (``gradient`` measure, ``tau``, ``stability``, ``decide_every``) were chosen
-    on validation data (unused training images of Split Fashion-MNIST), never on test
-    accuracy: see ``experiments/tune_freeze.py`` and the README.
+    on validation data (unused training images of Split Fashion-MNIST, one seed), never on
+    test accuracy; over three validation seeds no setting tried stays within 0.3 points of
+    LUMP: see ``experiments/tune_freeze.py`` and the README.
 
     Attributes:
         measure: ``gradient`` (default), ``subspace`` or ``cka``.

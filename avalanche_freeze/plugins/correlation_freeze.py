@@ -228,8 +228,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         super().__init__()
         schedule = [[int(v) if not isinstance(v, bool) else v for v in e] for e in (schedule or [])]
         FreezeConfig(measure=measure, tau=tau, stability=stability, gate_reference=gate_reference,
-                     decide_every=decide_every,
-                     max_frozen_share=max_frozen_share, first_task=first_task, granularity=granularity, n_samples=n_samples, energy=energy,
+                     decide_every=decide_every, max_frozen_share=max_frozen_share, first_task=first_task,
+                     granularity=granularity, n_samples=n_samples, energy=energy,
                      representation=representation, center=center, warmup_epochs=warmup_epochs,
                      normalize=normalize, schedule=schedule)
         self.measure = measure

@@ -52,6 +52,7 @@ from .efficiency import EfficiencyMetrics
 from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from .health import TrainingHealthPlugin
 from .output_lock import OutputLock
+from .plugins.correlation_freeze import FreezeConfig
 from .probes import make_probe
 from .recipes import available_strategies, build_plugins, strategy_kind, unused_keys, unused_sections
 from .results import RunResults, format_results_table
@@ -70,7 +71,8 @@ RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_t
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
     sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
-    :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too."""
+    :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too, and so are the freezing rule's
+    options when both sides follow a fixed ``freeze.schedule`` (:attr:`FreezeConfig.DECISION_OPTIONS`)."""
     defaults = _default_values()  # a key one side lacks (added since it was saved) counts as its default
     fa, fb = flatten(a), flatten(b)
     fa, fb = ({**{k: v for k, v in defaults.items() if k in fb}, **fa},
@@ -80,6 +82,8 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
         unused = set(unused_sections(a["strategy"]))
         neutral |= set(unused_keys(a["strategy"]))
+    if fa.get("freeze.schedule") and fb.get("freeze.schedule"):
+        neutral |= {f"freeze.{key}" for key in FreezeConfig.DECISION_OPTIONS}
     return sorted(k for k in set(fa) | set(fb)
                   if k not in neutral and k.split(".")[0] not in unused and fa.get(k) != fb.get(k))
 

@@ -62,7 +62,8 @@ def fmnist_available():
 TINY_SET = ["train.epochs=1", "data.max_train_per_task=128", "data.max_test_per_task=64", "train.batch_size=32",
             "model.width=0.125", "ssl.proj_dim=32", "ssl.pred_dim=8", "data.n_experiences=5", "eval.mb_size=256",
             "freeze.n_samples=32", "lump.mem_size=64", "eval.knn_k=20", "metrics.flops_every=1",
-            "freeze.decide_every=2", "freeze.stability=0"]  # 4 iterations a task: decide twice, no gate
+            "freeze.decide_every=2", "freeze.stability=0",  # 4 iterations a task: decide twice, no gate,
+            "freeze.first_task=2", "freeze.max_frozen_share=1.0"]  # from task 2 on, uncapped
 
 
 def without_timing(history):

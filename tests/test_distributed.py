@@ -71,7 +71,7 @@ def _freeze_decision_worker(rank: int, init_file: str, queue) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:
         backbone = CifarResNet18(width=0.125, in_channels=1)
-        plugin = CorrelationFreezePlugin(decide_every=4)
+        plugin = CorrelationFreezePlugin(decide_every=4, max_frozen_share=1.0)
         plugin.compute_shares = [1 / len(backbone.units)] * len(backbone.units)
         # the processes disagree: process 0 finds every unit correlated, process 1 none
         plugin._scores = lambda strategy, net: [1.0 if rank == 0 else 0.0] * len(net.units)

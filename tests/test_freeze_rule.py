@@ -111,3 +111,21 @@ def test_a_run_saved_before_a_key_existed_has_that_keys_default():
     assert config_differences(saved, now) == [] and config_differences(now, saved) == []
     bf16 = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump", "train.precision=bf16"]).to_dict()
     assert config_differences(saved, bf16) == ["train.precision"]
+
+
+def test_a_fixed_schedule_makes_the_decision_options_neutral():
+    """Two runs that follow the same fixed schedule give the same results whatever the rule's options
+    (a control run made under older defaults is reused); the schedule itself, and the options of a
+    run that decides, still count."""
+    from avalanche_freeze.config import ExperimentConfig
+    from avalanche_freeze.experiment import config_differences
+
+    def config(*overrides):
+        return ExperimentConfig.from_sources(files=[], overrides=["strategy=lump_freeze", *overrides]).to_dict()
+
+    schedule = "freeze.schedule=[[2,0,4]]"
+    older = config(schedule, "freeze.stability=0.999", "freeze.first_task=2", "freeze.max_frozen_share=1.0")
+    assert config_differences(older, config(schedule)) == []
+    assert config_differences(older, config("freeze.schedule=[[1,0,4]]")) == ["freeze.schedule"]
+    assert config_differences(config(), config("freeze.stability=0.999")) == ["freeze.stability"]
+    assert config_differences(config(schedule), config()) == ["freeze.schedule"]

@@ -163,7 +163,8 @@ def test_plugin_restores_its_prefix_from_a_checkpoint():
 
 
 def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
-    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, tau=0.0, max_frozen_share=0.5, n_samples=32)
+    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, tau=0.0, max_frozen_share=0.5,
+                                     n_samples=32, first_task=2)
     s = make_strategy(tiny_bench, [plugin])
     net = s.backbone
     stream = tiny_bench.benchmark.train_stream
@@ -188,7 +189,8 @@ def test_plugin_works_with_avalanche_naive(tiny_bench):
 
     net = CifarResNet18(width=0.125, in_channels=1)
     model = torch.nn.Sequential(net, torch.nn.Linear(net.feature_dim, 10))
-    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, tau=0.0, max_frozen_share=0.3, n_samples=32)
+    plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, tau=0.0, max_frozen_share=0.3,
+                                     n_samples=32, first_task=2)
     strategy = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.01),
                      train_mb_size=32, plugins=[plugin], evaluator=None)
     strategy.train(tiny_bench.benchmark.train_stream[0])
@@ -310,7 +312,7 @@ class _OptimizerSpy(SupervisedPlugin):
 def test_mid_task_decision_takes_units_out_of_the_optimizer_at_that_iteration(tiny_bench):
     spy = _OptimizerSpy()
     plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=0.0, decide_every=3,
-                                     max_frozen_share=0.3, n_samples=16)
+                                     max_frozen_share=0.3, n_samples=16, first_task=2)
     s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)  # 8 iterations per task
     s.train(tiny_bench.benchmark.train_stream[0])
     assert s.backbone.num_frozen_units == 0 and not plugin.history  # task 1: nothing to correlate with
@@ -344,12 +346,13 @@ def test_first_task_holds_every_unit_trainable_until_that_task(tiny_bench):
 
 
 def test_gate_holds_back_units_that_still_move(tiny_bench):
-    plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=1.0, decide_every=2, n_samples=16)
+    plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=1.0, decide_every=2, n_samples=16,
+                                     first_task=2)
     s = make_strategy(tiny_bench, [plugin], train_mb_size=8, train_epochs=1)
     for exp in tiny_bench.benchmark.train_stream[:2]:
         s.train(exp)
     assert s.backbone.num_frozen_units == 0  # CKA 1.0 is never reached while training
-    assert all(h["stability"] and max(h["stability"].values()) < 1.0 for h in plugin.history)
+    assert plugin.history and all(h["stability"] and max(h["stability"].values()) < 1.0 for h in plugin.history)
 
 
 def test_fixed_schedule_freezes_at_the_given_iteration(tiny_bench):

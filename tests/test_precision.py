@@ -129,7 +129,8 @@ def test_freezing_ignores_gradients_of_skipped_float16_steps(tiny_bench):
 
 @pytest.mark.parametrize("precision", ["bf16", "16"])
 def test_lump_and_freezing_train_in_mixed_precision(tiny_bench, precision):
-    freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32)
+    freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32,
+                                     first_task=2)
     strategy = make_strategy(tiny_bench, plugins=[LUMPPlugin(mem_size=64, seed=0), freeze], precision=precision)
     for exp in tiny_bench.benchmark.train_stream[:2]:
         strategy.train(exp)

@@ -33,7 +33,8 @@ def test_every_adapted_method_is_registered_and_the_registry_import_needs_no_lig
 @pytest.mark.parametrize("method", sorted(SOLO_METHODS))
 def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method):
     options = dict(TINY, **{"dino": {"num_prototypes": 32}, "mocov2plus": {"queue_size": 48}}.get(method, {}))
-    freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32)
+    freeze = CorrelationFreezePlugin(decide_every=2, tau=0.0, stability=0.0, max_frozen_share=0.3, n_samples=32,
+                                     first_task=2)
     strategy = make_strategy(tiny_bench, plugins=[LUMPPlugin(mem_size=64, seed=0), freeze], ssl=f"solo:{method}",
                              ssl_options={"proj_dim": 32, "pred_dim": 8, **options})
     ssl = strategy.ssl_method

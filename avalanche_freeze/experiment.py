@@ -60,12 +60,16 @@ from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
-__all__ = ["RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences", "format_results_table",
+__all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences", "format_results_table",
            "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
 RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_timeout", "eval.mb_size", "num_workers"})
+
+#: Keys whose default has changed since they were added: the value a run saved before the key
+#: existed behaved as (any other missing key counts as its current default).
+KEYS_ADDED_WITH_ANOTHER_DEFAULT: Dict[str, Any] = {"freeze.first_task": 2}
 
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
@@ -73,7 +77,8 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
     :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too, and so are the freezing rule's
     options when both sides follow a fixed ``freeze.schedule`` (:attr:`FreezeConfig.DECISION_OPTIONS`)."""
-    defaults = _default_values()  # a key one side lacks (added since it was saved) counts as its default
+    # a key one side lacks (added since it was saved) counts as its default when the key was added
+    defaults = {**_default_values(), **KEYS_ADDED_WITH_ANOTHER_DEFAULT}
     fa, fb = flatten(a), flatten(b)
     fa, fb = ({**{k: v for k, v in defaults.items() if k in fb}, **fa},
               {**{k: v for k, v in defaults.items() if k in fa}, **fb})

@@ -10,8 +10,11 @@ each part after every task, the checkpoint size of the plugin's state, and the t
 building the bases.
 
 Usage:
-    python experiments/freeze_memory.py [--tasks 20] [--n-samples 256] [--max-frozen-share 1.0]
+    python experiments/freeze_memory.py [--tasks 20] [--n-samples 256] [--max-frozen-share 0.5]
         [--device cuda]
+
+``--n-samples`` and ``--max-frozen-share`` default to the rule's defaults (256 and 0.5; 1.0
+lets every unit be frozen, so every unit keeps bases).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch.nn.functional as F
 
 from avalanche_freeze.backbones import CifarResNet18
 from avalanche_freeze.plugins import CorrelationFreezePlugin
-from avalanche_freeze.plugins.correlation_freeze import unit_compute_shares
+from avalanche_freeze.plugins.correlation_freeze import FreezeConfig, unit_compute_shares
 from avalanche_freeze.results import format_table
 
 
@@ -39,12 +42,12 @@ def smooth_images(n: int, seed: int, device: str) -> torch.Tensor:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=20)
-    p.add_argument("--n-samples", type=int, default=256)
-    p.add_argument("--max-frozen-share", type=float, default=1.0)
+    p.add_argument("--n-samples", type=int, default=FreezeConfig.n_samples)
+    p.add_argument("--max-frozen-share", type=float, default=FreezeConfig.max_frozen_share)
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
     net = CifarResNet18(width=1.0, in_channels=3).to(args.device)
-    plugin = CorrelationFreezePlugin(n_samples=args.n_samples, max_frozen_share=args.max_frozen_share, stability=0.99)
+    plugin = CorrelationFreezePlugin(n_samples=args.n_samples, max_frozen_share=args.max_frozen_share)
     plugin.compute_shares = unit_compute_shares(net, torch.zeros(1, 3, 32, 32, device=args.device))
     rows = []
     for task in range(args.tasks):

@@ -60,8 +60,8 @@ from .seeding import rng_state, seed_everything, set_rng_state
 from .strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
-__all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences", "format_results_table",
-           "run_experiment", "run_or_reuse", "run_status", "same_results"]
+__all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences",
+           "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
@@ -77,11 +77,10 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
     :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too, and so are the freezing rule's
     options when both sides follow a fixed ``freeze.schedule`` (:attr:`FreezeConfig.DECISION_OPTIONS`)."""
-    # a key one side lacks (added since it was saved) counts as its default when the key was added
-    defaults = {**_default_values(), **KEYS_ADDED_WITH_ANOTHER_DEFAULT}
+    missing = _missing_key_values()
     fa, fb = flatten(a), flatten(b)
-    fa, fb = ({**{k: v for k, v in defaults.items() if k in fb}, **fa},
-              {**{k: v for k, v in defaults.items() if k in fa}, **fb})
+    fa, fb = ({**{k: v for k, v in missing.items() if k in fb}, **fa},
+              {**{k: v for k, v in missing.items() if k in fa}, **fb})
     unused: set = set()
     neutral = set(RESULT_NEUTRAL_KEYS)
     if a.get("strategy") == b.get("strategy") and a.get("strategy") in available_strategies():
@@ -94,8 +93,10 @@ def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
 
 
 @functools.lru_cache(maxsize=1)
-def _default_values() -> Dict[str, Any]:
-    return flatten(ExperimentConfig().to_dict())
+def _missing_key_values() -> Dict[str, Any]:
+    """What a key one side lacks (added since that side was saved) counts as: its default when the
+    key was added."""
+    return {**flatten(ExperimentConfig().to_dict()), **KEYS_ADDED_WITH_ANOTHER_DEFAULT}
 
 
 def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:

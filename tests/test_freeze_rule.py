@@ -113,35 +113,33 @@ def test_a_run_saved_before_a_key_existed_has_that_keys_default():
     assert config_differences(saved, bf16) == ["train.precision"]
 
 
+def _rule_config(*overrides):
+    from avalanche_freeze.config import ExperimentConfig
+
+    return ExperimentConfig.from_sources(files=[], overrides=["strategy=lump_freeze", *overrides]).to_dict()
+
+
 def test_a_run_saved_before_first_task_existed_froze_from_task_2():
     """``freeze.first_task`` was added with the paper's 2 and its default is now 3: a rule run saved
     before the key existed is the same run as ``first_task=2`` and not the same as the default."""
-    from avalanche_freeze.config import ExperimentConfig
     from avalanche_freeze.experiment import config_differences
 
-    def config(*overrides):
-        return ExperimentConfig.from_sources(files=[], overrides=["strategy=lump_freeze", *overrides]).to_dict()
-
-    now = config()
+    now = _rule_config()
     saved = {**now, "freeze": {k: v for k, v in now["freeze"].items() if k != "first_task"}}
     assert now["freeze"]["first_task"] == 3
     assert config_differences(saved, now) == ["freeze.first_task"] == config_differences(now, saved)
-    assert config_differences(saved, config("freeze.first_task=2")) == []
+    assert config_differences(saved, _rule_config("freeze.first_task=2")) == []
 
 
 def test_a_fixed_schedule_makes_the_decision_options_neutral():
     """Two runs that follow the same fixed schedule give the same results whatever the rule's options
     (a control run made under older defaults is reused); the schedule itself, and the options of a
     run that decides, still count."""
-    from avalanche_freeze.config import ExperimentConfig
     from avalanche_freeze.experiment import config_differences
 
-    def config(*overrides):
-        return ExperimentConfig.from_sources(files=[], overrides=["strategy=lump_freeze", *overrides]).to_dict()
-
     schedule = "freeze.schedule=[[2,0,4]]"
-    older = config(schedule, "freeze.stability=0.999", "freeze.first_task=2", "freeze.max_frozen_share=1.0")
-    assert config_differences(older, config(schedule)) == []
-    assert config_differences(older, config("freeze.schedule=[[1,0,4]]")) == ["freeze.schedule"]
-    assert config_differences(config(), config("freeze.stability=0.999")) == ["freeze.stability"]
-    assert config_differences(config(schedule), config()) == ["freeze.schedule"]
+    older = _rule_config(schedule, "freeze.stability=0.999", "freeze.first_task=2", "freeze.max_frozen_share=1.0")
+    assert config_differences(older, _rule_config(schedule)) == []
+    assert config_differences(older, _rule_config("freeze.schedule=[[1,0,4]]")) == ["freeze.schedule"]
+    assert config_differences(_rule_config(), _rule_config("freeze.stability=0.999")) == ["freeze.stability"]
+    assert config_differences(_rule_config(schedule), _rule_config()) == ["freeze.schedule"]

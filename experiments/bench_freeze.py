@@ -16,8 +16,9 @@ alternate in order from seed to seed (even seeds: LUMP first), and the time rati
 is the median over seeds. The rule's own cost (bases, gradient sums, scores, gate) is part
 of its training time and is reported separately.
 
-Prints one table per cell (mean +- std over seeds) and, in cells with controls, the rule's
-differences from each arm paired by seed (the seed-to-seed spread the arms share cancels),
+Prints one table per cell (mean +- std over seeds) and the rule's differences from LUMP and
+from each control, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
+standard error),
 writes ``bench.json`` and, with
 ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so
 an interrupted grid continues where it stopped. Ends with one machine-readable line
@@ -99,22 +100,28 @@ def _mean_std(values: List[float]) -> str:
     return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
 
 
+def _mean_se(values: List[float]) -> str:
+    """Mean +- standard error of the mean (``stdev / sqrt(n)``)."""
+    if len(values) < 2:
+        return _mean_std(values)
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) / len(values) ** 0.5:.2f}"
+
+
 def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
           output: Path, finished_only: bool = False, fixed_prefixes: Sequence[str] = ()) -> Dict:
     """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``
     and the ``fixed_prefixes`` arms (``TASK:BLOCKS``) in the same seeds; returns its summary.
-    ``finished_only``: run nothing, summarise the seeds whose runs are finished."""
+    ``finished_only``: run nothing, summarise the seeds whose LUMP and rule runs are finished and, in
+    them, each control over the seeds where it finished."""
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
     shares = _compute_shares(base)
     fixed = dict(fixed_prefix_arm(spec, len(shares)) for spec in fixed_prefixes) if control_seeds else {}
     runs: Dict[str, Dict[int, Dict]] = {}
+    finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
     if finished_only:
-        finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
         seeds = [seed for seed in seeds if finished("lump", seed) and finished("lump_freeze", seed)]
-        control_seeds = [seed for seed in control_seeds
-                         if seed in seeds and all(finished(a, seed) for a in (*CONTROLS, *fixed))]
         if not seeds:
             raise SystemExit(f"bench_freeze: no finished seed in {cell_dir}")
     for i, seed in enumerate(seeds):
@@ -129,6 +136,8 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         if seed in control_seeds:
             schedules = {arm: _control_schedule(arm, done["lump_freeze"], shares, seed) for arm in CONTROLS}
             for arm, schedule in {**schedules, **fixed}.items():
+                if finished_only and not finished(arm, seed):
+                    continue
                 cfg = _config(files, common + ["strategy=lump_freeze", f"freeze.schedule={json.dumps(schedule)}"])
                 result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
                 result["schedule"] = schedule
@@ -192,14 +201,12 @@ def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
 
 
 def _print_paired(cell: Dict) -> None:
-    arms = [a for a in cell["arms"] if a != "rule"]
-    if arms == ["lump"]:
-        return
     rows = []
-    for arm in arms:
+    for arm in (a for a in cell["arms"] if a != "rule"):
         diffs = paired_differences(cell, arm)
-        rows.append([arm] + [f"{_mean_std(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()])
-    print("rule minus arm, paired by seed (mean +- std; in parentheses: seeds where the rule's value is higher)")
+        rows.append([arm] + [f"{_mean_se(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()])
+    print("rule minus arm, paired by seed (mean +- standard error over seeds; in parentheses: seeds where the "
+          "rule's value is higher; for forgetting, higher is worse)")
     print(format_table(["arm"] + [label for _, label in METRICS], rows))
 
 

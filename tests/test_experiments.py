@@ -52,6 +52,20 @@ def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmni
     assert float(match.group(1)) > 1.0 and float(match.group(2)) > 1.0  # task 2 ran with a frozen prefix
     rule_row = next(line for line in out.splitlines() if line.startswith("rule "))
     assert rule_row.rstrip().endswith(" 0,3")  # frozen blocks per task: none in task 1, 3 (the cap) after
+    # without controls too, the rule's differences from LUMP paired by seed
+    assert "rule minus arm, paired by seed" in out
+    arms = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
+    lump_row = out.splitlines()[out.splitlines().index(next(line for line in out.splitlines()
+                                                             if line.startswith("rule minus arm"))) + 2]
+    delta = arms["rule"]["acc_knn_ci"][0] - arms["lump"]["acc_knn_ci"][0]
+    assert lump_row.split()[:3] == ["lump", f"{delta:.2f}", f"({int(delta > 0)}/1)"]
+
+
+def test_bench_freeze_paired_differences_report_the_standard_error():
+    bench = _load("bench_freeze")
+    # mean 7/3, sample std sqrt(7/3), standard error sqrt(7/3) / sqrt(3) = 0.88
+    assert bench._mean_se([1.0, 2.0, 4.0]) == "2.33 +- 0.88"
+    assert bench._mean_se([1.5]) == "1.50"
 
 
 def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmnist_available, capsys):
@@ -82,6 +96,12 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     from PIL import Image
 
     assert Image.open(png).size == (336, 288)  # one panel: 4.2 x 3.6 inches at 80 dpi
+    # --finished-only runs nothing: an arm that never ran (here 2:1) is left out, the others are summarised
+    assert bench.main([*argv, "--fixed-prefix", "3:2", "2:1", "--finished-only"]) == 0
+    summary = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
+    assert set(summary) == set(arms)  # every arm that ran in that seed, none that did not
+    assert not list(tmp_path.rglob("fixed2_1b"))
+    capsys.readouterr()
     for spec in ("2", "1:3", "2:99"):  # not TASK:BLOCKS; task 1 trains every unit; more blocks than the backbone's
         assert bench.main(["--output", str(tmp_path), "--controls-at", "1", "--fixed-prefix", spec, *_sets()]) == 2
         assert f"--fixed-prefix '{spec}' is not accepted" in capsys.readouterr().err

@@ -18,11 +18,9 @@ of its training time and is reported separately.
 
 Prints one table per cell (mean +- std over seeds) and the rule's differences from LUMP and
 from each control, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
-standard error),
-writes ``bench.json`` and, with
-``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so
-an interrupted grid continues where it stopped. Ends with one machine-readable line
-(the mean over cells when there are several):
+standard error), writes ``bench.json`` and, with ``--plot``, a PNG of accuracy vs backward
+FLOPs per arm. Finished runs are reused, so an interrupted grid continues where it stopped.
+Ends with one machine-readable line (the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
 

@@ -55,8 +55,8 @@ def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmni
     # without controls too, the rule's differences from LUMP paired by seed
     assert "rule minus arm, paired by seed" in out
     arms = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
-    lump_row = out.splitlines()[out.splitlines().index(next(line for line in out.splitlines()
-                                                             if line.startswith("rule minus arm"))) + 2]
+    lines = out.splitlines()
+    lump_row = lines[next(i for i, line in enumerate(lines) if line.startswith("rule minus arm")) + 2]
     delta = arms["rule"]["acc_knn_ci"][0] - arms["lump"]["acc_knn_ci"][0]
     assert lump_row.split()[:3] == ["lump", f"{delta:.2f}", f"({int(delta > 0)}/1)"]
 

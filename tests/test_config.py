@@ -29,7 +29,7 @@ def test_sections_merge_defaults_files_and_dotted_overrides(tmp_path):
                                                                    "eval.probes=knn,linear"])
     assert (cfg.train.epochs, cfg.lump.mem_size, cfg.lump.alpha, cfg.train.lr) == (7, 64, 0.2, 0.03)
     assert cfg.eval.probes == ["knn", "linear"]
-    assert cfg.train.batch_size == 128 and cfg.freeze.tau == 0.9  # untouched keys keep their defaults
+    assert cfg.train.batch_size == 128 and cfg.freeze.tau == 0.8  # untouched keys keep their defaults
     assert ExperimentConfig.from_dict(cfg.to_dict()) == cfg  # to_dict round-trips
 
 

@@ -8,9 +8,10 @@
 # and the summary over all seeds (bench.json).
 # Cells run in the order that gives the most useful partial results; finished runs are reused
 # and interrupted ones resumed, so re-running continues where it stopped. SETS adds options to
-# every arm, e.g. the previous default rule:
-#   OUT=runs/freeze_grid_v1 PLOT=runs/freeze_grid_v1/acc_vs_flops.png SETS="--set freeze.stability=0.999
-#   --set freeze.max_frozen_share=1.0 --set freeze.first_task=2" experiments/freeze_grid.sh
+# every arm, e.g. the earlier defaults of the rule:
+#   OUT=runs/freeze_grid_tau09 PLOT=runs/freeze_grid_tau09/acc_vs_flops.png SETS="--set freeze.tau=0.9"
+#   OUT=runs/freeze_grid_v1 PLOT=runs/freeze_grid_v1/acc_vs_flops.png SETS="--set freeze.tau=0.9
+#   --set freeze.stability=0.999 --set freeze.max_frozen_share=1.0 --set freeze.first_task=2" experiments/freeze_grid.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"

@@ -24,6 +24,7 @@ from typing import List
 
 import torch
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from .validation import check_choice, check_number
 
@@ -34,6 +35,7 @@ __all__ = [
     "GRANULARITIES",
     "ModelConfig",
     "find_freezable_backbone",
+    "unit_compute_shares",
 ]
 
 #: Accepted values of the ``granularity`` option.
@@ -219,3 +221,20 @@ def find_freezable_backbone(model: nn.Module) -> FreezableBackbone:
         f"{type(model).__name__} contains no FreezableBackbone; accepted backbones: "
         "CifarResNet18 or any subclass of avalanche_freeze.backbones.FreezableBackbone"
     )
+
+
+@torch.no_grad()
+def unit_compute_shares(backbone: FreezableBackbone, example: Tensor) -> List[float]:
+    """Share of the backbone's forward FLOPs spent in each block-level unit, measured
+    with :class:`torch.utils.flop_counter.FlopCounterMode` on ``example`` (one batch)."""
+    flops = []
+    x = example
+    was_training = backbone.training
+    backbone.eval()
+    for unit in backbone.units:
+        with FlopCounterMode(display=False) as counter:
+            x = unit(x)
+        flops.append(counter.get_total_flops())
+    backbone.train(was_training)
+    total = sum(flops)
+    return [f / total for f in flops] if total else [0.0] * len(flops)

@@ -39,12 +39,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from avalanche_freeze.backbones import CifarResNet18
-from avalanche_freeze.benchmarks import BENCHMARKS
 from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import run_or_reuse
+from avalanche_freeze.freeze_decision import backbone_layout
 from avalanche_freeze.freeze_schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
-from avalanche_freeze.plugins.correlation_freeze import unit_compute_shares
 from avalanche_freeze.results import format_table
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
@@ -53,14 +51,6 @@ PROTOCOLS = ("knn_ci", "knn_ti")
 
 def _config(files, overrides: List[str]) -> ExperimentConfig:
     return ExperimentConfig.from_sources(files=files, overrides=overrides)
-
-
-def _compute_shares(cfg: ExperimentConfig) -> List[float]:
-    import torch
-
-    spec = BENCHMARKS[cfg.data.benchmark]
-    net = CifarResNet18(width=cfg.model.width, in_channels=spec.channels)
-    return unit_compute_shares(net, torch.zeros(1, spec.channels, spec.image_size, spec.image_size))
 
 
 def _control_schedule(arm: str, rule: Dict, shares: List[float], seed: int) -> List[List[int]]:
@@ -114,7 +104,7 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
-    shares = _compute_shares(base)
+    shares = backbone_layout(base).shares
     fixed = dict(fixed_prefix_arm(spec, len(shares)) for spec in fixed_prefixes) if control_seeds else {}
     runs: Dict[str, Dict[int, Dict]] = {}
     finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
@@ -282,7 +272,7 @@ def main(argv=None) -> int:
             if ssl:
                 _config(args.config, overrides + [f"ssl.name={ssl}"])
         if args.fixed_prefix:
-            n_blocks = len(_compute_shares(base))
+            n_blocks = len(backbone_layout(base).shares)
             for spec in args.fixed_prefix:
                 fixed_prefix_arm(spec, n_blocks)
     except (ConfigError, ValueError) as exc:

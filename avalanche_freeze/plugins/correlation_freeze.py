@@ -44,12 +44,12 @@ from avalanche.core import SupervisedPlugin
 from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
-from torch.utils.flop_counter import FlopCounterMode
 
-from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone
+from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone, unit_compute_shares
 from ..correlation import (REPRESENTATIONS, SubspaceBasis, centered_gram, cka_from_grams, conv_input_patches,
                            energy_basis, gradient_projection_ratio, linear_cka, representation_matrix)
 from ..distributed import broadcast_from_main
+from ..freeze_decision import choose_prefix
 from ..protocols import SelfSupervisedState
 from ..validation import check_choice, check_number, not_accepted
 
@@ -172,23 +172,6 @@ def apply_frozen_prefix(backbone: FreezableBackbone, n_blocks: int, optimizer: O
         remove_from_optimizer(optimizer, frozen)
 
 
-@torch.no_grad()
-def unit_compute_shares(backbone: FreezableBackbone, example: Tensor) -> List[float]:
-    """Share of the backbone's forward FLOPs spent in each block-level unit, measured
-    with :class:`torch.utils.flop_counter.FlopCounterMode` on ``example`` (one batch)."""
-    flops = []
-    x = example
-    was_training = backbone.training
-    backbone.eval()
-    for unit in backbone.units:
-        with FlopCounterMode(display=False) as counter:
-            x = unit(x)
-        flops.append(counter.get_total_flops())
-    backbone.train(was_training)
-    total = sum(flops)
-    return [f / total for f in flops] if total else [0.0] * len(flops)
-
-
 class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     """Freeze the task-correlated, settled prefix of a :class:`~avalanche_freeze.backbones.FreezableBackbone`.
 
@@ -204,7 +187,9 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     Attributes:
         history: one dict per decision: ``experience``, ``iteration`` (within the task),
             ``scores`` and ``stability`` (unit -> value; empty for a schedule), ``frozen_units``
-            (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``seconds`` (its cost).
+            (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``stopped_by`` (what ended
+            the prefix: ``tau``, ``gate``, ``both``, ``cap`` or ``end``, see
+            :func:`~avalanche_freeze.freeze_decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost).
         decision_seconds: per task, the wall time spent in the plugin's own work (bases,
             gradient sums, scores, gates), included in the task's training time.
 
@@ -541,20 +526,14 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         stable = self._group(backbone, self.stability_scores(backbone))
         self._grad_sums = {}
         names = backbone.unit_names(granularity=self.granularity)
-        ends = backbone.unit_boundaries(granularity=self.granularity)
-        chosen = 0
-        for k, (score, steady) in enumerate(zip(scores, stable)):
-            share = sum(self.compute_shares[: ends[k]])
-            if share > self.max_frozen_share + 1e-9:
-                break
-            if ends[k] > backbone.num_frozen_units and (score < self.tau or steady < self.stability):
-                break
-            chosen = ends[k]
-        # progressive: never unfreeze; under torchrun every process applies process 0's decision
-        n_blocks = broadcast_from_main(max(chosen, backbone.num_frozen_units))
+        choice = choose_prefix(scores, stable, ends=backbone.unit_boundaries(granularity=self.granularity),
+                               shares=self.compute_shares, frozen_blocks=backbone.num_frozen_units, tau=self.tau,
+                               stability=self.stability, max_frozen_share=self.max_frozen_share)
+        # progressive (never unfreezes); under torchrun every process applies process 0's decision
+        n_blocks = broadcast_from_main(choice.blocks)
         self._apply(strategy, backbone, n_blocks)
         self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), dict(zip(names, stable)),
-                     time.perf_counter() - start)
+                     time.perf_counter() - start, stopped_by=choice.stopped_by)
 
     def _follow_schedule(self, strategy, backbone: FreezableBackbone) -> None:
         exp = strategy.experience.current_experience
@@ -567,7 +546,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         self._record(strategy, backbone, n_blocks, {}, {}, 0.0)
 
     def _record(self, strategy, backbone: FreezableBackbone, n_blocks: int, scores: Dict[str, float],
-                stable: Dict[str, float], seconds: float) -> None:
+                stable: Dict[str, float], seconds: float, *, stopped_by: Optional[str] = None) -> None:
         assert self.compute_shares is not None
         share = sum(self.compute_shares[:n_blocks])
         names = backbone.unit_names(granularity=self.granularity)
@@ -580,6 +559,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             "frozen_units": [n for n, e in zip(names, ends) if e <= n_blocks],
             "frozen_blocks": n_blocks,
             "frozen_share": share,
+            "stopped_by": stopped_by,
             "seconds": seconds,
         }
         self.history.append(record)

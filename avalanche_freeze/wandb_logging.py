@@ -98,9 +98,11 @@ class SSLWandBLogger(WandBLogger):
         history = results.get("freeze_history")
         if history:
             rows = [[h["experience"], h.get("iteration", 0), h["frozen_blocks"], h["frozen_share"],
-                     ", ".join(h["frozen_units"]), ", ".join(f"{k}={v:.3f}" for k, v in h["scores"].items()),
+                     ", ".join(h["frozen_units"]), h.get("stopped_by") or "",
+                     ", ".join(f"{k}={v:.3f}" for k, v in h["scores"].items()),
                      ", ".join(f"{k}={v:.4f}" for k, v in h.get("stability", {}).items())] for h in history]
-            columns = ["task", "iteration", "frozen_blocks", "frozen_share", "frozen_units", "scores", "stability"]
+            columns = ["task", "iteration", "frozen_blocks", "frozen_share", "frozen_units", "stopped_by", "scores",
+                       "stability"]
             wandb.log({"freeze/decisions": wandb.Table(columns=columns, data=rows)}, step=self.step)
 
     def finish(self) -> None:

@@ -41,4 +41,6 @@ def test_cli_wandb_offline_writes_the_results_dashboard(tmp_path, fmnist_availab
     assert data == expected
     (decisions,) = (tables / "freeze").glob("decisions_*.table.json")
     rows = json.loads(decisions.read_text())["data"]
-    assert [(r[1], r[2]) for r in rows] == [(h["iteration"], h["frozen_blocks"]) for h in results["freeze_history"]]
+    assert [(r[1], r[2], r[5]) for r in rows] == [(h["iteration"], h["frozen_blocks"], h["stopped_by"])
+                                                  for h in results["freeze_history"]]
+    assert {r[5] for r in rows} <= {"tau", "gate", "both", "cap", "end"}

@@ -24,8 +24,9 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -114,10 +115,18 @@ def backbone_layout(config: "ExperimentConfig") -> BackboneLayout:
     """The unit ends (at ``config.freeze.granularity``) and compute shares of the backbone that
     ``config`` trains, measured on one zero image of its benchmark's shape (FLOPs do not depend
     on the pixel values, so they equal the shares the plugin measured during the run)."""
-    spec = BENCHMARKS[config.data.benchmark]
-    net = CifarResNet18(width=config.model.width, in_channels=spec.channels)
+    ends, shares = _measured_layout(config.data.benchmark, config.model.width, config.freeze.granularity)
+    return BackboneLayout(list(ends), list(shares))
+
+
+@functools.lru_cache(maxsize=None)
+def _measured_layout(benchmark: str, width: float, granularity: str) -> Tuple[Tuple[int, ...], Tuple[float, ...]]:
+    """Build the backbone and count its FLOPs once per (benchmark, width, granularity): a grid's
+    runs share a handful of layouts."""
+    spec = BENCHMARKS[benchmark]
+    net = CifarResNet18(width=width, in_channels=spec.channels)
     shares = unit_compute_shares(net, torch.zeros(1, spec.channels, spec.image_size, spec.image_size))
-    return BackboneLayout(net.unit_boundaries(granularity=config.freeze.granularity), shares)
+    return tuple(net.unit_boundaries(granularity=granularity)), tuple(shares)
 
 
 @dataclass
@@ -191,8 +200,6 @@ def replay_decisions(history: Sequence[dict], *, ends: Sequence[int], shares: Se
     frozen = 0
     for record in history:
         scores, stable = list(record["scores"].values()), list(record["stability"].values())
-        if not stable:
-            stable = [1.0] * len(scores)
         choice = choose_prefix(scores, stable, ends=ends, shares=shares, frozen_blocks=frozen, tau=tau,
                                stability=stability, max_frozen_share=max_frozen_share)
         replay.checks += 1

@@ -35,33 +35,36 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.freeze_decision import STOP_REASONS, Replay, backbone_layout, replay_decisions
 from avalanche_freeze.results import format_table
 
 
-def rule_runs(paths: Sequence[Path]) -> List[Path]:
+def rule_runs(paths: Sequence[Path]) -> Dict[Path, dict]:
     """The run folders under ``paths`` (each a run folder or a folder holding them) whose
-    ``results.json`` records decisions of the rule (checks with scores), sorted."""
-    found = []
+    ``results.json`` records decisions of the rule (checks with scores), sorted, with their results."""
+    found = {}
     for path in paths:
         if not path.exists():
             raise FileNotFoundError(f"{path} does not exist; accepted: a run folder (holding results.json) or a "
                                     "folder of run folders")
         candidates = [path / "results.json"] if (path / "results.json").is_file() else sorted(path.rglob("results.json"))
-        for results in candidates:
-            history = json.loads(results.read_text()).get("freeze_history") or []
+        for file in candidates:
+            results = json.loads(file.read_text())
+            history = results.get("freeze_history") or []
             if history and all(h.get("scores") for h in history):
-                found.append(results.parent)
-    return sorted(set(found))
+                found[file.parent] = results
+    return dict(sorted(found.items()))
 
 
-def replay_run(run: Path, *, tau: Optional[float] = None, stability: Optional[float] = None,
-               max_frozen_share: Optional[float] = None) -> Replay:
-    """Replay one run's checks under the given thresholds (``None``: the run's own)."""
-    results = json.loads((run / "results.json").read_text())
+def replay_run(run: Path, results: Optional[dict] = None, *, tau: Optional[float] = None,
+               stability: Optional[float] = None, max_frozen_share: Optional[float] = None) -> Replay:
+    """Replay one run's checks under the given thresholds (``None``: the run's own); ``results``:
+    its ``results.json`` when already read."""
+    if results is None:
+        results = json.loads((run / "results.json").read_text())
     cfg = ExperimentConfig.from_dict(results["config"], source=str(run / "results.json"))
     layout = backbone_layout(cfg)
     own = cfg.freeze
@@ -99,12 +102,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if not runs:
             raise FileNotFoundError(f"no run of the freezing rule under {', '.join(map(str, args.runs))}; accepted: "
                                     "folders holding results.json of runs whose rule decided (not fixed schedules)")
-        replays = {run: replay_run(run, tau=args.tau, stability=args.stability,
-                                   max_frozen_share=args.max_frozen_share) for run in runs}
+        replays = {run: replay_run(run, results, tau=args.tau, stability=args.stability,
+                                   max_frozen_share=args.max_frozen_share) for run, results in runs.items()}
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    root = runs[0].parent if len(runs) == 1 else Path(os.path.commonpath(runs))
+    root = next(iter(runs)).parent if len(runs) == 1 else Path(os.path.commonpath(list(runs)))
     rows = [_row(str(run.relative_to(root)), replay) for run, replay in replays.items()]
     totals = {reason: sum(r.stop_counts()[reason] for r in replays.values()) for reason in STOP_REASONS}
     identical = sum(r.identical for r in replays.values())

@@ -18,8 +18,9 @@ of its training time and is reported separately.
 
 Prints one table per cell (mean +- std over seeds) and the rule's differences from LUMP and
 from each control, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
-standard error), writes ``bench.json`` and, with ``--plot``, a PNG of accuracy vs backward
-FLOPs per arm. Finished runs are reused, so an interrupted grid continues where it stopped.
+standard error) with, against LUMP, what the seeds can resolve (the per-seed spread of the
+paired differences and the seeds a 0.3-point bound would need); writes ``bench.json`` and,
+with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an interrupted grid continues where it stopped.
 Ends with one machine-readable line (the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -47,6 +49,8 @@ from avalanche_freeze.results import format_table
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
 PROTOCOLS = ("knn_ci", "knn_ti")
+MARGIN = 0.3  # points: the accuracy targets' margin (rule >= LUMP - 0.3)
+Z_ONE_SIDED_95 = 1.645
 
 
 def _config(files, overrides: List[str]) -> ExperimentConfig:
@@ -188,6 +192,20 @@ def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
     return {key: [at(rule, key, s) - at(other, key, s) for s in common] for key, _ in METRICS}
 
 
+def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_95) -> int:
+    """Seeds a paired comparison needs to put a one-sided 95 % bound within ``margin`` points of
+    its mean: ``ceil((z * sd / margin) ** 2)``, ``sd`` being the per-seed standard deviation of the
+    paired differences. With that many seeds, the bound ``mean - z * sd / sqrt(n)`` of an arm
+    truly equal to LUMP falls at ``-margin`` on average: it clears a ``-margin`` target in
+    about half of such experiments, and fewer seeds cannot do better.
+
+    Example: ``seeds_for_margin(3.0)`` is 271; ``seeds_for_margin(0.6)`` is 11.
+    """
+    if margin <= 0:
+        raise ValueError(f"margin {margin!r} is not accepted; accepted: a positive number of points")
+    return math.ceil((z * sd / margin) ** 2)
+
+
 def _print_paired(cell: Dict) -> None:
     rows = []
     for arm in (a for a in cell["arms"] if a != "rule"):
@@ -196,6 +214,16 @@ def _print_paired(cell: Dict) -> None:
     print("rule minus arm, paired by seed (mean +- standard error over seeds; in parentheses: seeds where the "
           "rule's value is higher; for forgetting, higher is worse)")
     print(format_table(["arm"] + [label for _, label in METRICS], rows))
+    diffs = paired_differences(cell, "lump")
+    if min(len(d) for d in diffs.values()) < 2:
+        return
+    sds = [statistics.stdev(d) for d in diffs.values()]
+    print(f"what the seeds can resolve (rule minus LUMP): per-seed std of the difference, and seeds needed for a "
+          f"one-sided 95 % bound within {MARGIN} points (the accuracy targets' margin; the forgetting targets, "
+          "rule <= LUMP, have none)")
+    print(format_table(["", *(label for _, label in METRICS)],
+                       [["std per seed", *(f"{sd:.2f}" for sd in sds)],
+                        [f"seeds for {MARGIN}", *(str(seeds_for_margin(sd)) for sd in sds)]]))
 
 
 def _line(cells: List[Dict]) -> str:

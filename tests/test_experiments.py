@@ -68,6 +68,28 @@ def test_bench_freeze_paired_differences_report_the_standard_error():
     assert bench._mean_se([1.5]) == "1.50"
 
 
+def test_bench_freeze_says_how_many_seeds_a_0_3_point_bound_needs(capsys):
+    bench = _load("bench_freeze")
+    # (1.645 * 3 / 0.3)^2 = 270.6 -> 271; (1.645 * 0.6 / 0.3)^2 = 10.8 -> 11
+    assert bench.seeds_for_margin(3.0) == 271 and bench.seeds_for_margin(0.6) == 11
+    assert bench.seeds_for_margin(1.0, margin=1.0, z=2.0) == 4
+    with pytest.raises(ValueError, match="margin 0 is not accepted"):
+        bench.seeds_for_margin(1.0, margin=0)
+    # rule minus LUMP in CI accuracy: 1, 2, 4 (std sqrt(7/3) = 1.53 -> (1.645 * 1.53 / 0.3)^2 = 70.1 -> 71);
+    # in the other metrics: 0, 0, 3 (std sqrt(3) = 1.73 -> 90.2 -> 91)
+    keys = [key for key, _ in bench.METRICS]
+    lump = {"seeds": [0, 1, 2], **{key: [10.0, 10.0, 10.0] for key in keys}}
+    rule = {"seeds": [0, 1, 2], "acc_knn_ci": [11.0, 12.0, 14.0],
+            **{key: [10.0, 10.0, 13.0] for key in keys[1:]}}
+    bench._print_paired({"arms": {"lump": lump, "rule": rule}})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].split() == ["std", "per", "seed", "1.53", "1.73", "1.73", "1.73"]
+    assert lines[-1].split() == ["seeds", "for", "0.3", "71", "91", "91", "91"]
+    # one seed: no spread to measure, so no such table
+    bench._print_paired({"arms": {arm: {k: v[:1] for k, v in s.items()} for arm, s in (("lump", lump), ("rule", rule))}})
+    assert "what the seeds can resolve" not in capsys.readouterr().out
+
+
 def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmnist_available, capsys):
     bench = _load("bench_freeze")
     rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
@@ -173,6 +195,40 @@ def test_tune_freeze_runs_every_seed_and_chooses_the_cheapest_candidate_within_t
     assert " 1.000 " in never_row and " 2/2 " in never_row  # nothing frozen: LUMP's FLOPs in both seeds
     assert out.strip().splitlines()[-1].startswith(f"chosen={freezes} backward_flops_ratio=")
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0, 1]
+
+
+def test_eval_noise_compares_one_model_on_validation_and_test_images(tmp_path, fmnist_available, capsys):
+    """The validation run of tune_freeze.py and the test run of bench_freeze.py train the same
+    model; eval_noise.py checks that and reports the difference of the paired differences."""
+    tune, bench, noise = _load("tune_freeze"), _load("bench_freeze"), _load("eval_noise")
+    freezes, never = "freeze.tau=0,freeze.max_frozen_share=0.3", "freeze.max_frozen_share=0"
+    assert tune.main(["--candidate", freezes, "--candidate", never, "--tolerance", "100",
+                      "--output", str(tmp_path / "tune"), *_sets()]) == 0
+    assert bench.main(["--output", str(tmp_path / "bench"), *_sets("freeze.tau=0", "freeze.max_frozen_share=0.3")]) == 0
+    cell = next((tmp_path / "bench").glob("*/e1"))
+    candidate = tmp_path / "tune" / ("rule_" + freezes.replace("=", "-"))
+    capsys.readouterr()
+    assert noise.main(["--pair", str(cell), str(candidate)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    read = lambda run: json.loads((run / "seed0" / "results.json").read_text())  # noqa: E731
+    val_rule, val_lump, test_rule, test_lump = (read(candidate), read(tmp_path / "tune" / "lump"),
+                                                read(cell / "lump_freeze"), read(cell / "lump"))
+    expected = 100 * ((val_rule["avg_acc"]["knn_ci"] - val_lump["avg_acc"]["knn_ci"])
+                      - (test_rule["avg_acc"]["knn_ci"] - test_lump["avg_acc"]["knn_ci"]))
+    assert val_rule["avg_acc"] != test_rule["avg_acc"]  # other images, so other accuracies
+    assert out[-1].startswith(f"pairs=1 rms_acc_ci={abs(expected):.2f} rms_acc_ti=")
+    assert out[-3].split()[1:3] == ["0", f"{expected:+.2f}"]
+    assert noise.same_weights(cell / "lump_freeze" / "seed0", candidate / "seed0")
+    # a candidate that never froze trained another model than the test run's rule: refused
+    assert noise.main(["--pair", str(cell), str(tmp_path / "tune" / ("rule_" + never.replace("=", "-")))]) == 2
+    assert "end with different weights" in capsys.readouterr().err
+    # test runs given as the validation runs; a folder without runs; a seed that never ran
+    assert noise.main(["--pair", str(cell), str(cell / "lump_freeze")]) == 2
+    assert noise.main(["--pair", str(tmp_path / "none"), str(candidate)]) == 2
+    assert noise.main(["--pair", str(cell), str(candidate), "--seeds", "7"]) == 2
+    err = capsys.readouterr().err
+    assert "was evaluated on the test split; accepted here: validation" in err
+    assert "no seed finished" in err and "has no results.json" in err
 
 
 def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(tmp_path, monkeypatch, capsys):

@@ -20,7 +20,8 @@ Prints one table per cell (mean +- std over seeds) and the rule's differences fr
 from each control, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
 standard error) with, against LUMP, what the seeds can resolve (the per-seed spread of the
 paired differences and the seeds a 0.3-point bound would need); writes ``bench.json`` and,
-with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an interrupted grid continues where it stopped.
+with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an
+interrupted grid continues where it stopped.
 Ends with one machine-readable line (the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
@@ -196,8 +197,8 @@ def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_9
     """Seeds a paired comparison needs to put a one-sided 95 % bound within ``margin`` points of
     its mean: ``ceil((z * sd / margin) ** 2)``, ``sd`` being the per-seed standard deviation of the
     paired differences. With that many seeds, the bound ``mean - z * sd / sqrt(n)`` of an arm
-    truly equal to LUMP falls at ``-margin`` on average: it clears a ``-margin`` target in
-    about half of such experiments, and fewer seeds cannot do better.
+    truly equal to LUMP falls at ``-margin`` on average (it clears a ``-margin`` target in about
+    half of such experiments); with fewer seeds it falls below ``-margin`` on average.
 
     Example: ``seeds_for_margin(3.0)`` is 271; ``seeds_for_margin(0.6)`` is 11.
     """

@@ -15,11 +15,15 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .continual_metrics import SUMMARIES, as_rows, average_accuracy, summarize
 
-__all__ = ["EFFICIENCY_TOTALS", "RunResults", "format_results_table", "format_table"]
+__all__ = ["EFFICIENCY_TOTALS", "KNN_PROTOCOLS", "RunResults", "format_results_table", "format_table",
+           "paired_deltas"]
+
+#: The kNN probe's two protocols: class-incremental and task-incremental accuracy matrices.
+KNN_PROTOCOLS = ("knn_ci", "knn_ti")
 
 #: Efficiency values summed over tasks in ``efficiency_total``.
 EFFICIENCY_TOTALS = ("TrainTime_Exp", "CountedTime_Exp", "FreezeDecisionTime_Exp", "FwdFLOPs_Exp", "BwdFLOPs_Exp",
@@ -133,3 +137,26 @@ def format_results_table(results: Dict[str, Any]) -> str:
             f"bwd FLOPs {tot['BwdFLOPs_Exp']:.3g} | saved activations/iter {tot['SavedActBytes_Iter_mean'] / 2**20:.1f} MiB"
         )
     return "\n\n".join(blocks)
+
+
+def paired_deltas(lump: Dict[str, Any], rule: Dict[str, Any]) -> Tuple[float, Dict[str, float], Dict[str, float]]:
+    """LUMP's backward FLOPs over the rule's, and the rule's accuracy and forgetting minus
+    LUMP's (in points, per kNN protocol), for two ``results.json`` of the same seed.
+
+    Args:
+        lump: the LUMP run's results (``avg_acc``, ``forgetting_max``, ``efficiency_total``).
+        rule: the freezing run's results, same keys.
+
+    Example:
+        >>> lump = {"avg_acc": {"knn_ci": 0.6, "knn_ti": 0.9}, "forgetting_max": {"knn_ci": 0.1, "knn_ti": 0.0},
+        ...         "efficiency_total": {"BwdFLOPs_Exp": 300.0}}
+        >>> rule = {"avg_acc": {"knn_ci": 0.61, "knn_ti": 0.9}, "forgetting_max": {"knn_ci": 0.1, "knn_ti": 0.02},
+        ...         "efficiency_total": {"BwdFLOPs_Exp": 200.0}}
+        >>> ratio, acc, fgt = paired_deltas(lump, rule)
+        >>> ratio, round(acc["knn_ci"], 2), round(fgt["knn_ti"], 2)
+        (1.5, 1.0, 2.0)
+    """
+    ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / rule["efficiency_total"]["BwdFLOPs_Exp"]
+    acc = {k: 100 * (rule["avg_acc"][k] - lump["avg_acc"][k]) for k in KNN_PROTOCOLS}
+    fgt = {k: 100 * (rule["forgetting_max"][k] - lump["forgetting_max"][k]) for k in KNN_PROTOCOLS}
+    return ratio, acc, fgt

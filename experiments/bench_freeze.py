@@ -46,10 +46,10 @@ from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import run_or_reuse
 from avalanche_freeze.freeze_decision import backbone_layout
 from avalanche_freeze.freeze_schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
+from avalanche_freeze.results import KNN_PROTOCOLS as PROTOCOLS
 from avalanche_freeze.results import format_table
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
-PROTOCOLS = ("knn_ci", "knn_ti")
 MARGIN = 0.3  # points: the accuracy targets' margin (rule >= LUMP - 0.3)
 Z_ONE_SIDED_95 = 1.645
 
@@ -208,14 +208,13 @@ def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_9
 
 
 def _print_paired(cell: Dict) -> None:
-    rows = []
-    for arm in (a for a in cell["arms"] if a != "rule"):
-        diffs = paired_differences(cell, arm)
-        rows.append([arm] + [f"{_mean_se(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()])
+    by_arm = {arm: paired_differences(cell, arm) for arm in cell["arms"] if arm != "rule"}
+    rows = [[arm] + [f"{_mean_se(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()]
+            for arm, diffs in by_arm.items()]
     print("rule minus arm, paired by seed (mean +- standard error over seeds; in parentheses: seeds where the "
           "rule's value is higher; for forgetting, higher is worse)")
     print(format_table(["arm"] + [label for _, label in METRICS], rows))
-    diffs = paired_differences(cell, "lump")
+    diffs = by_arm["lump"]
     if min(len(d) for d in diffs.values()) < 2:
         return
     sds = [statistics.stdev(d) for d in diffs.values()]

@@ -35,11 +35,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from avalanche_freeze.checkpoint import CheckpointError, load_checkpoint
-from avalanche_freeze.results import format_table
+from avalanche_freeze.results import KNN_PROTOCOLS, format_table, paired_deltas
 
-#: (key in results.json, protocol, label): accuracy and forgetting (max definition), in points.
-METRICS = (("avg_acc", "knn_ci", "acc_ci"), ("avg_acc", "knn_ti", "acc_ti"),
-           ("forgetting_max", "knn_ci", "forgetting_ci"), ("forgetting_max", "knn_ti", "forgetting_ti"))
+#: (quantity, protocol) -> label: accuracy and forgetting (max definition), in points.
+METRICS = {(kind, protocol): f"{kind}_{protocol[len('knn_'):]}" for kind in ("acc", "forgetting")
+           for protocol in KNN_PROTOCOLS}
 
 
 def _runs(test_cell: Path, validation_rule: Path) -> Dict[str, Dict[str, Path]]:
@@ -93,10 +93,11 @@ def split_differences(test_cell: Path, validation_rule: Path, seeds: Optional[Se
             if not same_weights(a, b):
                 raise ValueError(f"seed {seed}: {a} and {b} end with different weights, so they are not the same "
                                  "training; accepted: validation and test runs of one configuration and seed")
-        point = lambda split, arm, key, protocol: 100 * results[split, arm][key][protocol]  # noqa: E731
-        out[seed] = {label: (point("validation", "rule", key, p) - point("validation", "lump", key, p))
-                     - (point("test", "rule", key, p) - point("test", "lump", key, p))
-                     for key, p, label in METRICS}
+        deltas = {split: dict(zip(("acc", "forgetting"), paired_deltas(results[split, "lump"],
+                                                                       results[split, "rule"])[1:]))
+                  for split in runs}
+        out[seed] = {label: deltas["validation"][kind][protocol] - deltas["test"][kind][protocol]
+                     for (kind, protocol), label in METRICS.items()}
     return out
 
 
@@ -108,21 +109,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=None,
                         help="seeds (default: those finished in all four folders of each pair)")
     args = parser.parse_args(argv)
-    rows, values = [], {label: [] for _, _, label in METRICS}
+    rows, values = [], {label: [] for label in METRICS.values()}
     try:
         for test_cell, validation_rule in args.pair:
             for seed, diffs in split_differences(test_cell, validation_rule, args.seeds).items():
-                rows.append([str(test_cell), seed, *(f"{diffs[label]:+.2f}" for _, _, label in METRICS)])
+                rows.append([str(test_cell), seed, *(f"{diffs[label]:+.2f}" for label in values)])
                 for label in values:
                     values[label].append(diffs[label])
     except (ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     rms = {label: math.sqrt(sum(v * v for v in vs) / len(vs)) for label, vs in values.items()}
-    rows.append(["root mean square", "", *(f"{rms[label]:.2f}" for _, _, label in METRICS)])
+    rows.append(["root mean square", "", *(f"{rms[label]:.2f}" for label in values)])
     print("# (rule - LUMP on validation images) - (rule - LUMP on test images), same models, in points")
-    print(format_table(["test cell", "seed", *(label for _, _, label in METRICS)], rows))
-    print(f"pairs={len(rows) - 1} " + " ".join(f"rms_{label}={rms[label]:.2f}" for _, _, label in METRICS))
+    print(format_table(["test cell", "seed", *values], rows))
+    print(f"pairs={len(rows) - 1} " + " ".join(f"rms_{label}={rms[label]:.2f}" for label in values))
     return 0
 
 

@@ -25,28 +25,19 @@ import json
 import sys
 from pathlib import Path
 from statistics import mean
-from typing import Dict, List, Tuple
+from typing import Dict, List
 
 from avalanche_freeze.config import ConfigError, ExperimentConfig
 from avalanche_freeze.experiment import run_or_reuse
-from avalanche_freeze.results import format_table
+from avalanche_freeze.results import KNN_PROTOCOLS as PROTOCOLS
+from avalanche_freeze.results import format_table, paired_deltas
 
 DEFAULT_CANDIDATES = ("freeze.stability=0.99", "freeze.stability=0.995", "freeze.stability=0.998")
-PROTOCOLS = ("knn_ci", "knn_ti")
 
 
 def _run(files, overrides: List[str], label: str, output: Path) -> Dict:
     cfg = ExperimentConfig.from_sources(files=files, overrides=overrides)
     return run_or_reuse(cfg, output / label / f"seed{cfg.seed}")
-
-
-def paired_deltas(lump: Dict, rule: Dict) -> Tuple[float, Dict[str, float], Dict[str, float]]:
-    """LUMP's backward FLOPs over the rule's, and the rule's accuracy and forgetting minus
-    LUMP's (in points, per protocol), for two ``results.json`` of the same seed."""
-    ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / rule["efficiency_total"]["BwdFLOPs_Exp"]
-    acc = {k: 100 * (rule["avg_acc"][k] - lump["avg_acc"][k]) for k in PROTOCOLS}
-    fgt = {k: 100 * (rule["forgetting_max"][k] - lump["forgetting_max"][k]) for k in PROTOCOLS}
-    return ratio, acc, fgt
 
 
 def shortfall(acc: Dict[str, float], fgt: Dict[str, float]) -> float:

@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup setup-solo run test bench
+.PHONY: setup setup-solo setup-docs run test bench docs
 
 setup: $(VENV)/.installed $(FMNIST)
 
@@ -36,6 +36,16 @@ run: setup
 
 test: setup setup-solo
 	$(PY) -m pytest $(ARGS)
+
+# the documentation site (Sphinx + myst-parser), warnings as errors: docs/_build/html/index.html
+setup-docs: $(VENV)/.docs-installed
+
+$(VENV)/.docs-installed: $(VENV)/.installed
+	$(PY) -m pip install "sphinx>=8,<10" "myst-parser>=4,<6"
+	touch $@
+
+docs: setup-docs
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 bench: setup
 	$(PY) experiments/bench_freeze.py $(ARGS)

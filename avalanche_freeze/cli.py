@@ -29,8 +29,19 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-from .config import ConfigError, ExperimentConfig, flatten
-from .recipes import available_strategies, recipe_path
+from .analysis.report import summary_table, write_report
+from .analysis.results import format_results_table
+from .benchmarks import DatasetError
+from .distributed import init_distributed, is_main_process, launched_by_torchrun, shutdown
+from .health import TrainingHealthError
+from .run.checkpoint import CHECKPOINT_NAME, CheckpointError
+from .run.config import ConfigError, ExperimentConfig, flatten
+from .run.experiment import ExperimentRun
+from .run.grid import GridSpec, run_grid
+from .run.output_lock import OutputLock, OutputLockedError
+from .run.recipes import available_strategies, check_config, recipe_path
+from .run.wandb_logging import log_report, make_wandb_logger
+from .ssl import available_ssl_methods
 
 __all__ = ["main"]
 
@@ -106,13 +117,11 @@ def _configuration(args) -> ExperimentConfig:
         overrides.append(f"strategy={args.strategy}")
     if args.wandb:
         overrides.append("wandb.enabled=true")
-    return ExperimentConfig.from_sources(files=files, overrides=overrides)
+    return check_config(ExperimentConfig.from_sources(files=files, overrides=overrides))
 
 
 def _check_output(args) -> Optional[str]:
     """Why ``--output`` cannot be used as asked (``None`` when it can)."""
-    from .checkpoint import CHECKPOINT_NAME
-
     output: Path = args.output
     if not str(output).strip() or str(output) in (".", "./"):
         return "--output must name a directory for this run (not the current directory)"
@@ -136,8 +145,6 @@ def _raise_interrupted(signum, frame):
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "list":
-        from .ssl import available_ssl_methods
-
         print("strategies:  " + ", ".join(available_strategies()))
         print("ssl methods: " + ", ".join(available_ssl_methods()))
         print("config keys (default):")
@@ -165,8 +172,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _error(problem, 2)
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        from .distributed import launched_by_torchrun
-
         return _run_distributed(args, cfg) if launched_by_torchrun() else _run(args, cfg)
     finally:
         for s, handler in previous.items():
@@ -176,8 +181,6 @@ def main(argv: Optional[List[str]] = None) -> int:
 def _run_distributed(args, cfg: ExperimentConfig) -> int:
     """One process of ``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
     parallel (:mod:`~avalanche_freeze.distributed`); process 0 logs, checkpoints and prints."""
-    from .distributed import init_distributed, is_main_process, shutdown
-
     try:
         device = init_distributed(seed=cfg.seed, device=cfg.device)
     except (ValueError, RuntimeError) as exc:
@@ -192,13 +195,6 @@ def _run_distributed(args, cfg: ExperimentConfig) -> int:
 
 
 def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: bool = True) -> int:
-    from .benchmarks import DatasetError
-    from .checkpoint import CHECKPOINT_NAME, CheckpointError
-    from .experiment import ExperimentRun
-    from .health import TrainingHealthError
-    from .output_lock import OutputLock, OutputLockedError
-    from .results import format_results_table
-    from .wandb_logging import make_wandb_logger
 
     run = None
     wandb_logger = None
@@ -248,7 +244,6 @@ def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: boo
 
 
 def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = None) -> int:
-    from .report import summary_table, write_report
 
     runs_dir = runs_dir or args.runs_dir
     try:
@@ -261,8 +256,6 @@ def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = Non
     print(files["report.md"].read_text())
     print(f"report written to {files['report.md'].parent} ({', '.join(files)})")
     if args.wandb:
-        from .wandb_logging import log_report
-
         header, rows = summary_table(summaries)
         folder = log_report(files, rows, header, output=files["report.md"].parent,
                             group=title or getattr(args, "title", None) or Path(runs_dir).name)
@@ -271,7 +264,6 @@ def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = Non
 
 
 def _grid(args) -> int:
-    from .grid import GridSpec, run_grid
 
     previous = {s: signal.signal(s, _raise_interrupted) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -253,9 +253,10 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         ssl_options: keyword options for the named method (e.g. ``{"proj_dim": 512}``).
         optimizer: an optimizer over ``strategy.model`` parameters; by default SGD
             with ``lr``, ``momentum`` and ``weight_decay``.
-        lr: SGD learning rate (0.03, LUMP's value at batch 256).
-        momentum: SGD momentum (0.9).
-        weight_decay: SGD weight decay (5e-4).
+        lr, momentum, weight_decay: SGD's options; the defaults of every training option here
+            (``lr`` 0.06, momentum 0.9, weight decay 5e-4, cosine schedule, batch 128, 3 epochs,
+            float32) are :class:`TrainConfig`'s, so a strategy built in Python trains as the
+            command line does. LUMP's reference: lr 0.03 at batch 256, no schedule.
         lr_schedule: ``none`` or ``cosine`` (cosine over each experience's epochs,
             stepped every epoch and reset at every experience).
         probe: the evaluation probe whose predictions become ``mb_output`` at eval
@@ -304,24 +305,24 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         ssl: Union[str, SSLMethod] = "simsiam",
         ssl_options: Optional[dict] = None,
         optimizer: Optional[torch.optim.Optimizer] = None,
-        lr: float = 0.03,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        lr_schedule: str = "none",
+        lr: float = TrainConfig.lr,
+        momentum: float = TrainConfig.momentum,
+        weight_decay: float = TrainConfig.weight_decay,
+        lr_schedule: str = TrainConfig.lr_schedule,
         probe: Optional[Probe] = KNNProbe(),
         probe_protocol: str = "class_incremental",
         probe_bank_stream: Optional[Sequence] = None,
-        train_mb_size: int = 256,
-        train_epochs: int = 1,
+        train_mb_size: int = TrainConfig.batch_size,
+        train_epochs: int = TrainConfig.epochs,
         eval_mb_size: int = 256,
         device: Union[str, torch.device] = "cpu",
         plugins: Optional[List] = None,
         evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin], None] = default_ssl_evaluator,
         eval_every: int = -1,
         num_workers: int = 0,
-        precision: str = "32",
-        channels_last: bool = False,
-        sync_batchnorm: bool = True,
+        precision: str = TrainConfig.precision,
+        channels_last: bool = TrainConfig.channels_last,
+        sync_batchnorm: bool = TrainConfig.sync_batchnorm,
     ) -> None:
         precision = str(precision)
         check_choice("precision", precision, PRECISIONS)

@@ -18,9 +18,12 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional
+import dataclasses
+from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 
-__all__ = ["ConfigError", "check_choice", "check_number", "not_accepted"]
+__all__ = ["ConfigError", "build_section", "check_choice", "check_number", "not_accepted"]
+
+Section = TypeVar("Section")
 
 
 class ConfigError(ValueError):
@@ -93,3 +96,37 @@ def check_number(
             or (at_most is not None and value > at_most) or (below is not None and value >= below)):
         raise not_accepted(key, value, accepted)
     return value
+
+
+def build_section(cls: Type[Section], config: Optional[Section], options: Dict[str, Any], *, owner: str) -> Section:
+    """The configuration section a component runs with: ``config`` as given, or ``cls(**options)``.
+
+    Components (plugins) take their section either whole or as keyword options, so each option
+    and its default are written once, in the section's dataclass.
+
+    Args:
+        cls: the section's dataclass.
+        config: a ready section (then ``options`` must be empty).
+        options: keyword options for ``cls`` (unknown names are refused, naming the accepted ones).
+        owner: the component's name, for messages.
+
+    Example:
+        >>> from avalanche_freeze.plugins.config import LUMPConfig
+        >>> build_section(LUMPConfig, None, {"mem_size": 64}, owner="LUMPPlugin").mem_size
+        64
+        >>> build_section(LUMPConfig, None, {"size": 64}, owner="LUMPPlugin")
+        Traceback (most recent call last):
+        ...
+        avalanche_freeze.validation.ConfigError: LUMPPlugin option 'size' is not accepted; accepted: mem_size, alpha
+    """
+    if config is not None:
+        if options:
+            raise ConfigError(f"{owner}: give a {cls.__name__} or keyword options ({', '.join(options)}), not both")
+        if not isinstance(config, cls):
+            raise not_accepted(f"{owner} config", config, f"a {cls.__name__}")
+        return config
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for name in options:
+        if name not in names:
+            raise ConfigError(f"{owner} option {name!r} is not accepted; accepted: {', '.join(names)}", key=name)
+    return cls(**options)

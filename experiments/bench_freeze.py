@@ -4,7 +4,7 @@ Every cell of the grid (SSL method x epochs per task) runs, for each seed, LUMP 
 the freezing rule with the same configuration, data and seed; only the strategy differs.
 With ``--controls-at E`` (or ``SSL:E``), cells of E epochs per task (of that SSL method) also run four controls that freeze
 as much compute as the rule did in the same seed, without looking at the data (see
-:mod:`avalanche_freeze.freeze_schedules`): the same amount as one prefix fixed from task 2
+:mod:`avalanche_freeze.freezing.schedules`): the same amount as one prefix fixed from task 2
 (``fixed2``) or from task 3 (``fixed3``), a FreezeOut-style schedule (``freezeout``) and
 random prefix lengths (``random``). ``--fixed-prefix T:B`` adds, in the same cells and
 seeds, an arm that freezes the first B blocks from the start of task T (``fixedT_Bb``),
@@ -42,12 +42,12 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.experiment import run_or_reuse
-from avalanche_freeze.freeze_decision import backbone_layout
-from avalanche_freeze.freeze_schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
-from avalanche_freeze.results import KNN_PROTOCOLS as PROTOCOLS
-from avalanche_freeze.results import format_table
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
+from avalanche_freeze.run.experiment import run_or_reuse
+from avalanche_freeze.freezing.decision import backbone_layout
+from avalanche_freeze.freezing.schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
+from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
+from avalanche_freeze.analysis.results import format_table
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
 MARGIN = 0.3  # points: the accuracy targets' margin (rule >= LUMP - 0.3)
@@ -109,7 +109,7 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
     base = _config(files, overrides + extra)
     cell_dir = output / base.ssl.name / f"e{base.train.epochs}"
-    shares = backbone_layout(base).shares
+    shares = backbone_layout(benchmark=base.data.benchmark, width=base.model.width, granularity=base.freeze.granularity).shares
     fixed = dict(fixed_prefix_arm(spec, len(shares)) for spec in fixed_prefixes) if control_seeds else {}
     runs: Dict[str, Dict[int, Dict]] = {}
     finished = lambda arm, seed: (cell_dir / arm / f"seed{seed}" / "results.json").is_file()  # noqa: E731
@@ -300,7 +300,7 @@ def main(argv=None) -> int:
             if ssl:
                 _config(args.config, overrides + [f"ssl.name={ssl}"])
         if args.fixed_prefix:
-            n_blocks = len(backbone_layout(base).shares)
+            n_blocks = len(backbone_layout(benchmark=base.data.benchmark, width=base.model.width, granularity=base.freeze.granularity).shares)
             for spec in args.fixed_prefix:
                 fixed_prefix_arm(spec, n_blocks)
     except (ConfigError, ValueError) as exc:

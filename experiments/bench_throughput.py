@@ -64,7 +64,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     from avalanche_freeze.distributed import (init_distributed, is_main_process, launched_by_torchrun,
                                               per_process_batch, shutdown, world_size)
     from avalanche_freeze.plugins import LUMPPlugin
-    from avalanche_freeze.plugins.correlation_freeze import unit_compute_shares
+    from avalanche_freeze.backbones import unit_compute_shares
 
     device = opts["device"]
     if launched_by_torchrun():
@@ -108,7 +108,8 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     plugins: list = [stamps] + ([LUMPPlugin(mem_size=256, seed=0)] if opts["arm"] != "finetune" else [])
     strategy = SelfSupervisedStrategy(
         model=backbone, augmentation=bench.augmentation, ssl="simsiam", ssl_options={"proj_dim": 2048, "pred_dim": 512},
-        probe=None, train_mb_size=per_process_batch(opts["batch_size"]), train_epochs=1, device=device,
+        probe=None, train_mb_size=per_process_batch(opts["batch_size"]), train_epochs=1, lr=0.03, lr_schedule="none",
+        device=device,
         plugins=plugins, evaluator=None, num_workers=opts["num_workers"], precision=opts["precision"],
         channels_last=opts["channels_last"])
     cuda = torch.device(device).type == "cuda"
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
         p.error("give --synthetic or --data-root (CIFAR-10 in torchvision's layout)")
     if args.warmup < 1 or args.iters < 1:
         p.error("--warmup and --iters must be at least 1 (LUMP's buffer fills during the first iteration)")
-    from avalanche_freeze.results import format_table
+    from avalanche_freeze.analysis.results import format_table
 
     base = {"device": args.device, "synthetic": args.synthetic, "data_root": str(args.data_root or ""),
             "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup, "width": args.width,

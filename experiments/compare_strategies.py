@@ -22,11 +22,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.continual_metrics import summarize
-from avalanche_freeze.experiment import run_or_reuse
-from avalanche_freeze.recipes import available_strategies
-from avalanche_freeze.results import format_table
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
+from avalanche_freeze.analysis.continual_metrics import summarize
+from avalanche_freeze.run.experiment import run_or_reuse
+from avalanche_freeze.run.recipes import available_strategies
+from avalanche_freeze.analysis.results import format_table
 
 COLUMNS = [("avg_acc", "knn_ci", "CI acc"), ("forgetting_max", "knn_ci", "CI fgt max"),
            ("forgetting_last", "knn_ci", "CI fgt last"), ("avg_acc", "knn_ti", "TI acc"),

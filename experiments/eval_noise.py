@@ -34,8 +34,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from avalanche_freeze.checkpoint import CheckpointError, load_checkpoint
-from avalanche_freeze.results import KNN_PROTOCOLS, format_table, paired_deltas
+from avalanche_freeze.run.checkpoint import CheckpointError, load_checkpoint
+from avalanche_freeze.analysis.results import KNN_PROTOCOLS, format_table, paired_deltas
 
 #: (quantity, protocol) -> label: accuracy and forgetting (max definition), in points.
 METRICS = {(kind, protocol): f"{kind}_{protocol[len('knn_'):]}" for kind in ("acc", "forgetting")

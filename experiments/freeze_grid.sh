@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PY:-.venv/bin/python}"
 OUT="${OUT:-runs/freeze_grid}"
-PLOT="${PLOT:-docs/freeze_acc_vs_flops.png}"
+PLOT="${PLOT:-docs/images/freeze_acc_vs_flops.png}"
 CONTROL_SEEDS="${CONTROL_SEEDS:-0 1 2}"
 EXTRA_SEEDS="${EXTRA_SEEDS-3 4 5 6 7}"
 read -r -a SET_ARGS <<< "${SETS:-}"

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 
 from avalanche_freeze.backbones import CifarResNet18
 from avalanche_freeze.plugins import CorrelationFreezePlugin
-from avalanche_freeze.plugins.correlation_freeze import FreezeConfig, unit_compute_shares
-from avalanche_freeze.results import format_table
+from avalanche_freeze.backbones import unit_compute_shares
+from avalanche_freeze.freezing.config import FreezeConfig
+from avalanche_freeze.analysis.results import format_table
 
 
 def smooth_images(n: int, seed: int, device: str) -> torch.Tensor:

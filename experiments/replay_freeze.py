@@ -2,7 +2,7 @@
 
 Every check of the freezing rule records each unit's correlation score and stability value
 (``results.json``'s ``freeze_history``). This script feeds them back through the rule's own
-choice (:func:`avalanche_freeze.freeze_decision.choose_prefix`) under the run's thresholds or
+choice (:func:`avalanche_freeze.freezing.decision.choose_prefix`) under the run's thresholds or
 under ``--tau``, ``--stability`` and a smaller ``--max-frozen-share``, and prints per run:
 
 * whether every check is decided as the run decided it (then the run *is* what those thresholds
@@ -37,9 +37,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.freeze_decision import STOP_REASONS, Replay, backbone_layout, replay_decisions
-from avalanche_freeze.results import format_table
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
+from avalanche_freeze.freezing.decision import STOP_REASONS, Replay, backbone_layout, replay_decisions
+from avalanche_freeze.analysis.results import format_table
 
 
 def rule_runs(paths: Sequence[Path]) -> Dict[Path, dict]:
@@ -66,7 +66,7 @@ def replay_run(run: Path, results: Optional[dict] = None, *, tau: Optional[float
     if results is None:
         results = json.loads((run / "results.json").read_text())
     cfg = ExperimentConfig.from_dict(results["config"], source=str(run / "results.json"))
-    layout = backbone_layout(cfg)
+    layout = backbone_layout(benchmark=cfg.data.benchmark, width=cfg.model.width, granularity=cfg.freeze.granularity)
     own = cfg.freeze
     return replay_decisions(results["freeze_history"], ends=layout.ends, shares=layout.shares,
                             tau=own.tau if tau is None else tau,

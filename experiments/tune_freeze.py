@@ -27,10 +27,10 @@ from pathlib import Path
 from statistics import mean
 from typing import Dict, List
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
-from avalanche_freeze.experiment import run_or_reuse
-from avalanche_freeze.results import KNN_PROTOCOLS as PROTOCOLS
-from avalanche_freeze.results import format_table, paired_deltas
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
+from avalanche_freeze.run.experiment import run_or_reuse
+from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
+from avalanche_freeze.analysis.results import format_table, paired_deltas
 
 DEFAULT_CANDIDATES = ("freeze.stability=0.99", "freeze.stability=0.995", "freeze.stability=0.998")
 

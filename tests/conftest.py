@@ -42,10 +42,11 @@ def tiny_bench():
 
 
 def make_strategy(bench, plugins=(), **kwargs) -> SelfSupervisedStrategy:
-    """A tiny SimSiam strategy on ``bench`` (width-0.125 ResNet-18, batch 32, no logging)."""
+    """A tiny SimSiam strategy on ``bench`` (width-0.125 ResNet-18, batch 32, one epoch at a constant lr 0.03,
+    no logging)."""
     options = {"model": CifarResNet18(width=0.125, in_channels=1), "augmentation": bench.augmentation,
                "ssl_options": {"proj_dim": 32, "pred_dim": 8}, "plugins": list(plugins), "train_mb_size": 32,
-               "evaluator": None}
+               "train_epochs": 1, "lr": 0.03, "lr_schedule": "none", "evaluator": None}
     options.update(kwargs)
     return SelfSupervisedStrategy(**options)
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from avalanche_freeze.cli import main
-from avalanche_freeze.recipes import available_strategies
+from avalanche_freeze.run.recipes import available_strategies
 
 from .conftest import TINY_SET
 
@@ -101,7 +101,7 @@ def test_the_sweep_file_runs_the_cli_with_accepted_values():
     from pathlib import Path
 
     from avalanche_freeze.cli import _parser
-    from avalanche_freeze.config import ExperimentConfig
+    from avalanche_freeze.run.config import ExperimentConfig
 
     root = Path(__file__).resolve().parents[1]
     sweep = yaml.safe_load((root / "experiments/sweeps/freeze.yaml").read_text())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from avalanche_freeze.config import DEPRECATED_KEYS, ConfigError, ExperimentConfig
+from avalanche_freeze.run.config import DEPRECATED_KEYS, ConfigError, ExperimentConfig
 from avalanche_freeze.plugins import (
     CaSSLePlugin,
     CorrelationFreezePlugin,
@@ -17,7 +17,7 @@ from avalanche_freeze.plugins import (
     SelfSupervisedEWCPlugin,
     SIPlugin,
 )
-from avalanche_freeze.recipes import available_strategies, build_plugins, recipe_path, strategy_kind
+from avalanche_freeze.run.recipes import available_strategies, build_plugins, check_config, recipe_path, strategy_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,22 +34,50 @@ def test_sections_merge_defaults_files_and_dotted_overrides(tmp_path):
 
 
 def test_every_plugin_is_built_from_its_section_with_the_same_defaults():
-    """A plugin's constructor defaults are its section's defaults: one home per setting."""
-    pairs = [(LUMPPlugin, "lump"), (CorrelationFreezePlugin, "freeze"), (SIPlugin, "si"), (DERPlugin, "der"),
-             (CaSSLePlugin, "cassle"), (PFRPlugin, "pfr"), (SelfSupervisedEWCPlugin, "ewc")]
+    """One home per setting: a plugin's options and defaults are its section's, written once (the
+    constructor lists none of them), and a recipe hands the plugin its section whole."""
+    pairs = [(LUMPPlugin, "lump", "mem_size", 300), (CorrelationFreezePlugin, "freeze", "decide_every", 8),
+             (SIPlugin, "si", "c", 1.0), (DERPlugin, "der", "alpha", 0.2), (CaSSLePlugin, "cassle", "lam", 0.5),
+             (PFRPlugin, "pfr", "lam", 0.5), (SelfSupervisedEWCPlugin, "ewc", "ewc_lambda", 10.0)]
     cfg = ExperimentConfig()
-    for plugin_cls, section in pairs:
+    for plugin_cls, section, name, value in pairs:
+        default = getattr(cfg, section)
+        assert plugin_cls().config == default, section
         params = inspect.signature(plugin_cls).parameters
-        for f in dataclasses.fields(getattr(cfg, section)):
-            default, expected = params[f.name].default, getattr(getattr(cfg, section), f.name)
-            if isinstance(expected, list):  # a list section default: the constructor takes None for "empty"
-                default = list(default or [])
-            assert default == expected, (section, f.name)
+        assert not {f.name for f in dataclasses.fields(default)} & set(params), section
+        changed = plugin_cls(**{name: value})
+        assert getattr(changed.config, name) == value != getattr(default, name)
+        assert isinstance(changed.config, type(default))
+        first = dataclasses.fields(default)[0].name
+        with pytest.raises(ConfigError, match=f"{plugin_cls.__name__} option 'bogus' is not accepted; accepted: {first}"):
+            plugin_cls(bogus=1)
+        with pytest.raises(ConfigError, match="not both"):
+            plugin_cls(default, **{name: value})
     cfg = ExperimentConfig.from_sources(overrides=["strategy=lump_freeze", "freeze.representation=channel",
                                                    "freeze.center=true", "lump.mem_size=17"])
     plugins = build_plugins(cfg)
-    assert plugins["freeze"].representation == "channel" and plugins["freeze"].center is True
+    assert plugins["freeze"].config is cfg.freeze and plugins["lump"].config is cfg.lump
+    assert plugins["freeze"].config.representation == "channel" and plugins["freeze"].config.center is True
     assert plugins["lump"].buffer.capacity == 17
+
+
+def test_the_python_api_and_the_command_line_share_training_defaults():
+    """``SelfSupervisedStrategy`` built without training options trains as ``TrainConfig`` says."""
+    from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+    from avalanche_freeze.augmentations import TwoViewAugmentation
+    from avalanche_freeze.strategy import TrainConfig
+
+    train = TrainConfig()
+    params = inspect.signature(SelfSupervisedStrategy).parameters
+    for key, option in [("lr", "lr"), ("momentum", "momentum"), ("weight_decay", "weight_decay"),
+                        ("lr_schedule", "lr_schedule"), ("batch_size", "train_mb_size"), ("epochs", "train_epochs"),
+                        ("precision", "precision"), ("channels_last", "channels_last")]:
+        assert params[option].default == getattr(train, key), option
+    strategy = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1),
+                                      augmentation=TwoViewAugmentation(image_size=28, channels=1, mean=[0.5], std=[0.5]))
+    group = strategy.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (train.lr, train.momentum, train.weight_decay)
+    assert strategy.train_mb_size == train.batch_size and strategy.train_epochs == train.epochs
 
 
 def test_deprecated_flat_keys_still_work_with_a_warning(tmp_path):
@@ -114,8 +142,9 @@ BAD_CONFIGS = [
 
 @pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=lambda v: v[0] if isinstance(v, list) else None)
 def test_bad_config_values(overrides, message):
+    """What the CLI, grids and runs check: the schema, then the recipes' checks."""
     with pytest.raises(ConfigError) as info:
-        ExperimentConfig.from_sources(overrides=overrides)
+        check_config(ExperimentConfig.from_sources(overrides=overrides))
     assert message in str(info.value)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from avalanche_freeze.cli import main as cli_main
-from avalanche_freeze.freeze_decision import STOP_REASONS, PrefixChoice, choose_prefix, replay_decisions
+from avalanche_freeze.freezing.decision import STOP_REASONS, PrefixChoice, choose_prefix, replay_decisions
 
 from .conftest import TINY_SET
 

@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from avalanche_freeze.freeze_schedules import (fixed_schedule, freezeout_schedule, frozen_compute, random_schedule,
+from avalanche_freeze.freezing.schedules import (fixed_schedule, freezeout_schedule, frozen_compute, random_schedule,
                                                schedule_compute)
 
 SHARES = [0.05, 0.1, 0.1, 0.1, 0.15, 0.1, 0.15, 0.1, 0.15]
@@ -68,7 +68,7 @@ def test_counted_iterations_are_kept_out_of_training_time(tiny_bench, monkeypatc
 
 def test_validation_split_is_unused_training_images(fmnist_available):
     from avalanche_freeze.benchmarks import make_benchmark
-    from avalanche_freeze.config import ConfigError
+    from avalanche_freeze.run.config import ConfigError
 
     test_mode = make_benchmark("fmnist", max_train_per_task=200, max_test_per_task=100, seed=1)
     val_mode = make_benchmark("fmnist", max_train_per_task=200, max_test_per_task=100, seed=1, eval_split="validation")
@@ -87,8 +87,8 @@ def test_validation_split_is_unused_training_images(fmnist_available):
 
 
 def test_unused_plugin_sections_do_not_change_a_run():
-    from avalanche_freeze.config import ExperimentConfig
-    from avalanche_freeze.experiment import config_differences
+    from avalanche_freeze.run.config import ExperimentConfig
+    from avalanche_freeze.run.experiment import config_differences
 
     lump = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump"]).to_dict()
     lump_tuned = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump", "freeze.tau=0.1"]).to_dict()
@@ -103,8 +103,8 @@ def test_unused_plugin_sections_do_not_change_a_run():
 def test_a_run_saved_before_a_key_existed_has_that_keys_default():
     """Results written by an earlier version (no ``train.precision`` key yet) are reused and resumed by
     a configuration with the key's default, and not by one with another value."""
-    from avalanche_freeze.config import ExperimentConfig
-    from avalanche_freeze.experiment import config_differences
+    from avalanche_freeze.run.config import ExperimentConfig
+    from avalanche_freeze.run.experiment import config_differences
 
     now = ExperimentConfig.from_sources(files=[], overrides=["strategy=lump"]).to_dict()
     saved = {**now, "train": {k: v for k, v in now["train"].items() if k not in ("precision", "channels_last")}}
@@ -114,7 +114,7 @@ def test_a_run_saved_before_a_key_existed_has_that_keys_default():
 
 
 def _rule_config(*overrides):
-    from avalanche_freeze.config import ExperimentConfig
+    from avalanche_freeze.run.config import ExperimentConfig
 
     return ExperimentConfig.from_sources(files=[], overrides=["strategy=lump_freeze", *overrides]).to_dict()
 
@@ -122,7 +122,7 @@ def _rule_config(*overrides):
 def test_a_run_saved_before_first_task_existed_froze_from_task_2():
     """``freeze.first_task`` was added with the paper's 2 and its default is now 3: a rule run saved
     before the key existed is the same run as ``first_task=2`` and not the same as the default."""
-    from avalanche_freeze.experiment import config_differences
+    from avalanche_freeze.run.experiment import config_differences
 
     now = _rule_config()
     saved = {**now, "freeze": {k: v for k, v in now["freeze"].items() if k != "first_task"}}
@@ -135,7 +135,7 @@ def test_a_fixed_schedule_makes_the_decision_options_neutral():
     """Two runs that follow the same fixed schedule give the same results whatever the rule's options
     (a control run made under older defaults is reused); the schedule itself, and the options of a
     run that decides, still count."""
-    from avalanche_freeze.experiment import config_differences
+    from avalanche_freeze.run.experiment import config_differences
 
     schedule = "freeze.schedule=[[2,0,4]]"
     older = _rule_config(schedule, "freeze.stability=0.999", "freeze.first_task=2", "freeze.max_frozen_share=1.0")

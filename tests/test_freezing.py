@@ -8,10 +8,11 @@ from avalanche.core import SupervisedPlugin
 from torch.utils.flop_counter import FlopCounterMode
 
 from avalanche_freeze.backbones import CifarResNet18
-from avalanche_freeze.correlation import SubspaceBasis, linear_cka, subspace_ratio
+from avalanche_freeze.freezing.correlation import SubspaceBasis, linear_cka, subspace_ratio
 from avalanche_freeze.efficiency import SavedTensorMeter
 from avalanche_freeze.plugins import CorrelationFreezePlugin
-from avalanche_freeze.plugins.correlation_freeze import remove_from_optimizer, unit_compute_shares
+from avalanche_freeze.backbones import unit_compute_shares
+from avalanche_freeze.freezing.prefix import remove_from_optimizer
 
 from .conftest import make_strategy
 
@@ -178,7 +179,7 @@ def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
     assert rec["experience"] == 1 and set(rec["scores"]) == set(net.unit_names()) and rec["frozen_blocks"] == n
     frozen_ids = {id(p) for u in net.units[:n] for p in u.parameters()}
     assert not frozen_ids & {id(p) for g in s.optimizer.param_groups for p in g["params"]}
-    plugin.tau = 1.0  # nothing qualifies any more: the prefix must not shrink
+    plugin.config.tau = 1.0  # nothing qualifies any more: the prefix must not shrink
     s.train(stream[2])
     assert net.num_frozen_units >= n
     assert not frozen_ids & {id(p) for g in s.optimizer.param_groups for p in g["params"]}
@@ -224,7 +225,7 @@ def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_fo
 
 # ------------------------------------------------------------------ the gradient (TRGP) measure
 def test_conv_input_patches_reproduce_the_convolution():
-    from avalanche_freeze.correlation import conv_input_patches
+    from avalanche_freeze.freezing.correlation import conv_input_patches
 
     conv = torch.nn.Conv2d(3, 5, 3, stride=2, padding=1, bias=False)
     x = torch.randn(4, 3, 9, 9)
@@ -234,7 +235,7 @@ def test_conv_input_patches_reproduce_the_convolution():
 
 
 def test_energy_basis_keeps_the_directions_carrying_the_energy():
-    from avalanche_freeze.correlation import energy_basis
+    from avalanche_freeze.freezing.correlation import energy_basis
 
     directions = torch.linalg.qr(torch.randn(10, 10))[0]
     scales = torch.tensor([10.0, 5.0, 1.0, 0.1] + [0.0] * 6)
@@ -373,7 +374,7 @@ def test_fixed_schedule_freezes_at_the_given_iteration(tiny_bench):
     ({"schedule": [[1, -2, 3]]}, "schedule"),
 ])
 def test_inconsistent_freeze_options_are_refused_with_the_key(options, key):
-    from avalanche_freeze.config import ConfigError
+    from avalanche_freeze.run.config import ConfigError
 
     with pytest.raises(ConfigError, match=f"^{key}="):
         CorrelationFreezePlugin(**options)

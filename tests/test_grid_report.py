@@ -9,9 +9,9 @@ import yaml
 from PIL import Image
 
 from avalanche_freeze.cli import main
-from avalanche_freeze.config import ConfigError
-from avalanche_freeze.grid import GridSpec
-from avalanche_freeze.report import (CURVE_PANEL, EFFICIENCY_PANEL, MATRIX_PANEL, SCATTER_PANEL, SCORE_PANEL,
+from avalanche_freeze.run.config import ConfigError
+from avalanche_freeze.run.grid import GridSpec
+from avalanche_freeze.analysis.report import (CURVE_PANEL, EFFICIENCY_PANEL, MATRIX_PANEL, SCATTER_PANEL, SCORE_PANEL,
                                      figure_size, format_markdown, load_arms, summarize_arms, write_report)
 
 from .conftest import TINY_SET
@@ -19,7 +19,7 @@ from .conftest import TINY_SET
 
 def _results(strategy, seed, matrix, *, time=10.0, saved=100.0, bwd=1000.0, joint=False, history=None):
     """A hand-made results.json dict: one knn_ci matrix, summaries computed by hand below."""
-    from avalanche_freeze.results import RunResults
+    from avalanche_freeze.analysis.results import RunResults
 
     n = len(matrix[-1])
     r = RunResults(config={"strategy": strategy, "seed": seed}, keys=["knn_ci"], n_tasks=n)
@@ -200,8 +200,8 @@ def test_report_logs_its_plots_and_table_to_an_offline_wandb_run(runs, tmp_path,
 
 
 def test_joint_upper_bound_trains_all_tasks_at_once(tmp_path, fmnist_available):
-    from avalanche_freeze.config import ExperimentConfig
-    from avalanche_freeze.experiment import ExperimentRun
+    from avalanche_freeze.run.config import ExperimentConfig
+    from avalanche_freeze.run.experiment import ExperimentRun
 
     cfg = ExperimentConfig.from_sources(overrides=TINY_SET + ["strategy=joint", "data.n_experiences=2"])
     run = ExperimentRun.build(cfg, tmp_path / "joint", verbose=False)

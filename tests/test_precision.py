@@ -4,7 +4,7 @@ import pytest
 import torch
 from avalanche.core import SupervisedPlugin
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
 from avalanche_freeze.plugins import CorrelationFreezePlugin, LUMPPlugin
 from avalanche_freeze.ssl import BarlowTwins, SimSiam
 

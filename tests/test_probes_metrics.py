@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from avalanche_freeze.continual_metrics import (
+from avalanche_freeze.analysis.continual_metrics import (
     average_accuracy,
     backward_transfer,
     forgetting_avalanche,

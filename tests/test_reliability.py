@@ -11,9 +11,9 @@ import textwrap
 import pytest
 import torch
 
-from avalanche_freeze.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from avalanche_freeze.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from avalanche_freeze.cli import main
-from avalanche_freeze.output_lock import LOCK_NAME
+from avalanche_freeze.run.output_lock import LOCK_NAME
 
 from .conftest import TINY_SET, without_timing
 from .test_datasets import write_fmnist
@@ -115,7 +115,7 @@ def test_malformed_checkpoints_are_refused_with_a_reason(tmp_path, fmnist_availa
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    import avalanche_freeze.checkpoint as ckpt
+    import avalanche_freeze.run.checkpoint as ckpt
     from avalanche_freeze.cli import main
 
     op, nth_save = sys.argv[1], int(sys.argv[2])
@@ -138,7 +138,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 
     ckpt.os = KillingOS()
     ckpt.save_checkpoint = counting_save
-    import avalanche_freeze.experiment as experiment
+    import avalanche_freeze.run.experiment as experiment
     experiment.save_checkpoint = counting_save
     sys.exit(main(sys.argv[3:]))
 """)
@@ -261,8 +261,8 @@ def test_log_is_written_line_by_line(tmp_path, fmnist_available):
 
 
 def test_wandb_unreachable_falls_back_to_offline(tmp_path, monkeypatch, capsys):
-    from avalanche_freeze.config import ExperimentConfig
-    from avalanche_freeze.wandb_logging import make_wandb_logger
+    from avalanche_freeze.run.config import ExperimentConfig
+    from avalanche_freeze.run.wandb_logging import make_wandb_logger
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from avalanche_freeze.config import ExperimentConfig
-from avalanche_freeze.experiment import ExperimentRun
+from avalanche_freeze.run.config import ExperimentConfig
+from avalanche_freeze.run.experiment import ExperimentRun
 
 from .conftest import TINY_SET, without_timing
 from .test_cli import run_cli
@@ -40,8 +40,8 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, fmnist_available):
     script = (
         "import os, signal\n"
         "from pathlib import Path\n"
-        "from avalanche_freeze.config import ExperimentConfig\n"
-        "from avalanche_freeze.experiment import ExperimentRun\n"
+        "from avalanche_freeze.run.config import ExperimentConfig\n"
+        "from avalanche_freeze.run.experiment import ExperimentRun\n"
         f"cfg = ExperimentConfig.from_sources(overrides={overrides!r})\n"
         f"run = ExperimentRun.build(cfg, Path({str(tmp_path / 'resumed')!r}), verbose=False)\n"
         "run.run(stop_after=2)\n"
@@ -64,7 +64,7 @@ def test_kill_and_resume_matches_uninterrupted(tmp_path, fmnist_available):
 
 
 def test_resume_refuses_another_configuration(tmp_path, fmnist_available):
-    from avalanche_freeze.checkpoint import CheckpointError
+    from avalanche_freeze.run.checkpoint import CheckpointError
 
     cfg = ExperimentConfig.from_sources(overrides=TINY_SET + ["strategy=finetune", "data.n_experiences=2"])
     ExperimentRun.build(cfg, tmp_path / "r", verbose=False).run(stop_after=1)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from avalanche_freeze.config import ConfigError, ExperimentConfig
+from avalanche_freeze.run.config import ConfigError, ExperimentConfig
 from avalanche_freeze.plugins import CorrelationFreezePlugin, LUMPPlugin
 from avalanche_freeze.ssl import available_ssl_methods
 from avalanche_freeze.ssl.solo import SOLO_METHODS, LinearWarmupCosineAnnealingLR, solo_available

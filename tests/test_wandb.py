@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from avalanche_freeze.cli import main
-from avalanche_freeze.wandb_logging import SSLWandBLogger
+from avalanche_freeze.run.wandb_logging import SSLWandBLogger
 
 from .conftest import TINY_SET
 

@@ -18,8 +18,7 @@ mode: its BatchNorm layers normalise with the batch's statistics.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, Type
 
 import torch
 import torch.nn.functional as F
@@ -27,26 +26,11 @@ from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from ..protocols import require_self_supervised
-from ..validation import check_number
+from ..validation import build_section
+from .config import CaSSLeConfig, PFRConfig
 
-__all__ = ["CaSSLeConfig", "CaSSLePlugin", "PFRConfig", "PFRPlugin", "distillation_predictor"]
+__all__ = ["CaSSLePlugin", "PFRPlugin", "distillation_predictor"]
 
-
-@dataclass
-class CaSSLeConfig:
-    """The ``cassle`` configuration section.
-
-    Attributes:
-        lam: weight of the distillation term (1.0, as CaSSLe).
-        hidden_dim: hidden width of the predictor (``None``: the projection dimension).
-    """
-
-    lam: float = 1.0
-    hidden_dim: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        check_number("lam", self.lam, at_least=0)
-        check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
 
 #: Attribute of ``strategy.model`` that holds CaSSLe's predictor (saved with the model).
 PREDICTOR_ATTRIBUTE = "cassle_predictor"
@@ -68,13 +52,14 @@ class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
     restoring a checkpoint into a freshly built strategy (training attaches it anyway).
 
     Args:
-        lam: weight of the distillation term (1.0, as CaSSLe).
-        hidden_dim: hidden width of the predictor (default: the projection dimension;
-            CaSSLe uses 2048 with 2048-d projections).
+        config: the options (:class:`~avalanche_freeze.plugins.config.CaSSLeConfig`: ``lam``, the weight of
+            the distillation term, and ``hidden_dim``, the predictor's hidden width, by default the
+            projection dimension; CaSSLe uses 2048 with 2048-d projections), or give them as keywords
+            (``lam=0.5``), one or the other.
 
     Example:
         >>> from avalanche_freeze.plugins import CaSSLePlugin
-        >>> CaSSLePlugin(lam=1.0).lam
+        >>> CaSSLePlugin(lam=1.0).config.lam
         1.0
     """
 
@@ -83,11 +68,13 @@ class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
     #: Whether the frozen copy normalises with batch statistics (training mode) or running ones.
     teacher_in_training_mode = True
 
-    def __init__(self, *, lam: float = CaSSLeConfig.lam, hidden_dim: Optional[int] = CaSSLeConfig.hidden_dim) -> None:
+    #: The dataclass of the plugin's options.
+    config_class: Type[Any] = CaSSLeConfig
+
+    def __init__(self, config: Optional[Any] = None, **options: Any) -> None:
         super().__init__()
-        CaSSLeConfig(lam=lam, hidden_dim=hidden_dim)
-        self.lam = lam
-        self.hidden_dim = hidden_dim
+        #: The plugin's options.
+        self.config = build_section(self.config_class, config, options, owner=type(self).__name__)
         self.frozen_backbone: Optional[nn.Module] = None
         self.frozen_ssl: Optional[nn.Module] = None
         self.last_penalty: Optional[Tensor] = None
@@ -101,7 +88,7 @@ class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
         model = strategy.model
         if not hasattr(model, self.predictor_attribute):
             dim = self._predictor_dim(strategy)
-            predictor = distillation_predictor(dim, self.hidden_dim or dim).to(strategy.device)
+            predictor = distillation_predictor(dim, self.config.hidden_dim or dim).to(strategy.device)
             model.add_module(self.predictor_attribute, predictor)
         return getattr(model, self.predictor_attribute)
 
@@ -140,30 +127,13 @@ class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
 
     def before_backward(self, strategy, **kwargs):
         self.last_penalty = None
-        if self.frozen_backbone is None or self.lam == 0:
+        if self.frozen_backbone is None or self.config.lam == 0:
             return
-        self.last_penalty = self.lam * self.distillation_loss(strategy)
+        self.last_penalty = self.config.lam * self.distillation_loss(strategy)
         strategy.loss = strategy.loss + self.last_penalty
 
     def after_training_exp(self, strategy, **kwargs):
         self.frozen_backbone = self.frozen_ssl = None  # free the copy between tasks
-
-
-@dataclass
-class PFRConfig:
-    """The ``pfr`` configuration section.
-
-    Attributes:
-        lam: weight of the regularisation term (1.0, not tuned).
-        hidden_dim: hidden width of the temporal projector (``None``: the feature dimension).
-    """
-
-    lam: float = 1.0
-    hidden_dim: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        check_number("lam", self.lam, at_least=0)
-        check_number("hidden_dim", self.hidden_dim, at_least=1, integer=True, optional=True)
 
 
 class PFRPlugin(CaSSLePlugin, supports_distributed=False):
@@ -177,8 +147,9 @@ class PFRPlugin(CaSSLePlugin, supports_distributed=False):
     features with a cosine loss, without the SSL heads in the teacher.
 
     Args:
-        lam: weight of the term (1.0).
-        hidden_dim: hidden width of the projector (default: the feature dimension).
+        config: the options (:class:`~avalanche_freeze.plugins.config.PFRConfig`: ``lam``, the weight of the
+            term, and ``hidden_dim``, the projector's hidden width, by default the feature dimension), or
+            give them as keywords, one or the other.
 
     Example:
         >>> from avalanche_freeze.plugins import PFRPlugin
@@ -188,10 +159,7 @@ class PFRPlugin(CaSSLePlugin, supports_distributed=False):
 
     predictor_attribute = "pfr_predictor"
     teacher_in_training_mode = False
-
-    def __init__(self, *, lam: float = PFRConfig.lam, hidden_dim: Optional[int] = PFRConfig.hidden_dim) -> None:
-        PFRConfig(lam=lam, hidden_dim=hidden_dim)
-        super().__init__(lam=lam, hidden_dim=hidden_dim)
+    config_class = PFRConfig
 
     def _predictor_dim(self, strategy) -> int:
         return require_self_supervised(strategy, self).ssl_method.feature_dim

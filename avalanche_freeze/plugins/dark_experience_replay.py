@@ -14,35 +14,19 @@ The buffer is offered every batch after every iteration (reservoir sampling over
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch.nn.functional as F
 from avalanche.core import SupervisedPlugin
 from torch import Tensor
 
 from ..protocols import require_self_supervised
-from ..validation import check_number
+from ..validation import build_section
+from .config import DERConfig
+from .lump import LUMPPlugin
 from .reservoir import ReservoirBuffer
 
-__all__ = ["DERConfig", "DERPlugin"]
-
-
-@dataclass
-class DERConfig:
-    """The ``der`` configuration section (defaults: LUMP's DER configuration).
-
-    Attributes:
-        mem_size: buffer capacity in images, over all tasks (256).
-        alpha: weight of the feature-replay term (0.4).
-    """
-
-    mem_size: int = 256
-    alpha: float = 0.4
-
-    def __post_init__(self) -> None:
-        check_number("mem_size", self.mem_size, at_least=0, integer=True)
-        check_number("alpha", self.alpha, at_least=0)
+__all__ = ["DERPlugin"]
 
 
 # not under torchrun: its extra forward of the buffer bypasses DistributedDataParallel
@@ -50,8 +34,8 @@ class DERPlugin(SupervisedPlugin, supports_distributed=False):
     """DER for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:
-        mem_size: buffer capacity in images, over all tasks (256, as LUMP).
-        alpha: weight of the feature-replay term (0.4, the LUMP reference configuration).
+        config: the options (:class:`~avalanche_freeze.plugins.config.DERConfig`: ``mem_size``, ``alpha``;
+            its defaults when omitted), or give them as keywords (``alpha=0.2``), one or the other.
         seed: seed of the buffer's sampling (default: drawn from torch's global RNG).
 
     Example:
@@ -60,13 +44,11 @@ class DERPlugin(SupervisedPlugin, supports_distributed=False):
         256
     """
 
-    def __init__(self, *, mem_size: int = DERConfig.mem_size, alpha: float = DERConfig.alpha,
-                 seed: Optional[int] = None) -> None:
+    def __init__(self, config: Optional[DERConfig] = None, *, seed: Optional[int] = None, **options: Any) -> None:
         super().__init__()
-        DERConfig(mem_size=mem_size, alpha=alpha)
-        self.mem_size = mem_size
-        self.alpha = alpha
-        self.buffer = ReservoirBuffer(capacity=mem_size, seed=seed)
+        #: The plugin's options.
+        self.config: DERConfig = build_section(DERConfig, config, options, owner=type(self).__name__)
+        self.buffer = ReservoirBuffer(capacity=self.config.mem_size, seed=seed)
         #: The last replayed inputs (after ``T``), their stored features and the added term.
         self.last_replay_inputs: Optional[Tensor] = None
         self.last_replay_targets: Optional[Tensor] = None
@@ -74,8 +56,6 @@ class DERPlugin(SupervisedPlugin, supports_distributed=False):
         self._features: Optional[Tensor] = None
 
     def before_training(self, strategy, **kwargs):
-        from .lump import LUMPPlugin
-
         if any(isinstance(p, LUMPPlugin) for p in strategy.plugins):
             raise ValueError("DERPlugin cannot be combined with LUMPPlugin: DER would store features of LUMP's "
                              "mixed views under unmixed images; use one of the two baselines")
@@ -91,7 +71,7 @@ class DERPlugin(SupervisedPlugin, supports_distributed=False):
             return
         raw, stored = self.buffer.sample(strategy.train_mb_size)
         inputs = strategy.augmentation.light(raw)
-        self.last_penalty = self.alpha * F.mse_loss(strategy.backbone(inputs), stored)
+        self.last_penalty = self.config.alpha * F.mse_loss(strategy.backbone(inputs), stored)
         self.last_replay_inputs, self.last_replay_targets = inputs, stored
         strategy.loss = strategy.loss + self.last_penalty
 

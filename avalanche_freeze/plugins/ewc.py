@@ -14,8 +14,7 @@ units of the classes seen so far, which a self-supervised model does not have
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict
+from typing import Any, Dict, Optional
 
 import torch
 from avalanche.training.plugins import EWCPlugin
@@ -23,23 +22,10 @@ from avalanche.training.utils import ParamData, zerolike_params_dict
 from torch.utils.data import DataLoader
 
 from ..protocols import SelfSupervisedState
-from ..validation import check_number
+from ..validation import build_section
+from .config import EWCConfig
 
-__all__ = ["EWCConfig", "SelfSupervisedEWCPlugin"]
-
-
-@dataclass
-class EWCConfig:
-    """The ``ewc`` configuration section.
-
-    Attributes:
-        ewc_lambda: penalty strength (100, not tuned).
-    """
-
-    ewc_lambda: float = 100.0
-
-    def __post_init__(self) -> None:
-        check_number("ewc_lambda", self.ewc_lambda, at_least=0)
+__all__ = ["SelfSupervisedEWCPlugin"]
 
 
 # not under torchrun: importances would be computed from each process's shard alone
@@ -47,20 +33,24 @@ class SelfSupervisedEWCPlugin(EWCPlugin, supports_distributed=False):
     """EWC on the self-supervised loss, for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:
-        ewc_lambda: penalty strength (as Avalanche's ``EWCPlugin``).
+        config: the options (:class:`~avalanche_freeze.plugins.config.EWCConfig`: ``ewc_lambda``, the penalty
+            strength as in Avalanche's ``EWCPlugin``), or ``ewc_lambda=`` as a keyword, one or the other.
         mode, decay_factor, keep_importance_data: as Avalanche's ``EWCPlugin``
             (``separate``: one penalty per previous experience).
 
     Example:
         >>> from avalanche_freeze.plugins import SelfSupervisedEWCPlugin
-        >>> SelfSupervisedEWCPlugin(ewc_lambda=10.0).ewc_lambda
+        >>> SelfSupervisedEWCPlugin(ewc_lambda=10.0).config.ewc_lambda
         10.0
     """
 
-    def __init__(self, *, ewc_lambda: float = EWCConfig.ewc_lambda, mode: str = "separate", decay_factor=None,
-                 keep_importance_data: bool = False) -> None:
-        EWCConfig(ewc_lambda=ewc_lambda)
-        super().__init__(ewc_lambda, mode=mode, decay_factor=decay_factor, keep_importance_data=keep_importance_data)
+    def __init__(self, config: Optional[EWCConfig] = None, *, mode: str = "separate", decay_factor=None,
+                 keep_importance_data: bool = False, **options: Any) -> None:
+        section = build_section(EWCConfig, config, options, owner=type(self).__name__)
+        super().__init__(section.ewc_lambda, mode=mode, decay_factor=decay_factor,
+                         keep_importance_data=keep_importance_data)
+        #: The plugin's options (Avalanche's ``EWCPlugin`` keeps ``ewc_lambda`` as an attribute too).
+        self.config: EWCConfig = section
         self._strategy = None
 
     def after_training_exp(self, strategy, **kwargs):

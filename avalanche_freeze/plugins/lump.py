@@ -17,8 +17,7 @@ to a reservoir buffer of ``mem_size`` images in total.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -26,35 +25,19 @@ from avalanche.core import SupervisedPlugin
 
 from ..distributed import world_size
 from ..protocols import require_self_supervised
-from ..validation import check_number
+from ..validation import build_section
+from .config import LUMPConfig
 from .reservoir import ReservoirBuffer
 
-__all__ = ["LUMPConfig", "LUMPPlugin"]
-
-
-@dataclass
-class LUMPConfig:
-    """The ``lump`` configuration section (defaults: LUMP's reference configuration).
-
-    Attributes:
-        mem_size: buffer capacity in images, over all tasks (256).
-        alpha: Beta distribution parameter of the mixup coefficient (0.4).
-    """
-
-    mem_size: int = 256
-    alpha: float = 0.4
-
-    def __post_init__(self) -> None:
-        check_number("mem_size", self.mem_size, at_least=0, integer=True)
-        check_number("alpha", self.alpha, above=0)
+__all__ = ["LUMPPlugin"]
 
 
 class LUMPPlugin(SupervisedPlugin, supports_distributed=True):
     """LUMP for :class:`~avalanche_freeze.SelfSupervisedStrategy`.
 
     Args:
-        mem_size: buffer capacity in images, over all tasks (256).
-        alpha: Beta distribution parameter of the mixup coefficient (0.4).
+        config: the options (:class:`~avalanche_freeze.plugins.config.LUMPConfig`: ``mem_size``, ``alpha``;
+            its defaults when omitted), or give them as keywords (``mem_size=512``), one or the other.
         seed: seed of the buffer and mixup draws (default: drawn from torch's global RNG,
             so a run seeded with ``torch.manual_seed`` is reproducible).
 
@@ -69,13 +52,11 @@ class LUMPPlugin(SupervisedPlugin, supports_distributed=True):
         256
     """
 
-    def __init__(self, *, mem_size: int = LUMPConfig.mem_size, alpha: float = LUMPConfig.alpha,
-                 seed: Optional[int] = None) -> None:
+    def __init__(self, config: Optional[LUMPConfig] = None, *, seed: Optional[int] = None, **options: Any) -> None:
         super().__init__()
-        LUMPConfig(mem_size=mem_size, alpha=alpha)
-        self.mem_size = mem_size
-        self.alpha = alpha
-        self.buffer = ReservoirBuffer(capacity=mem_size // world_size(), seed=seed)
+        #: The plugin's options.
+        self.config: LUMPConfig = build_section(LUMPConfig, config, options, owner=type(self).__name__)
+        self.buffer = ReservoirBuffer(capacity=self.config.mem_size // world_size(), seed=seed)
         self.rng = np.random.default_rng(self.buffer.seed)
         self.last_lambda: Optional[float] = None
         self._clean_view2: Optional[torch.Tensor] = None
@@ -86,7 +67,7 @@ class LUMPPlugin(SupervisedPlugin, supports_distributed=True):
         self.last_lambda = None
         if len(self.buffer) < 2:  # BatchNorm needs at least two mixed samples
             return
-        lam = float(self.rng.beta(self.alpha, self.alpha))
+        lam = float(self.rng.beta(self.config.alpha, self.config.alpha))
         buf_raw, buf_view2 = self.buffer.sample(len(views[0]))
         k = len(buf_raw)
         buf_view1 = strategy.augmentation.light(buf_raw)

@@ -19,38 +19,17 @@ the reference uses ``lr * g^2`` with the gradient of the penalised loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 from avalanche.core import SupervisedPlugin
 from torch import Tensor, nn
 
 from ..protocols import SelfSupervisedState
-from ..validation import check_number
+from ..validation import build_section
+from .config import SIConfig
 
-__all__ = ["SIConfig", "SIPlugin"]
-
-
-@dataclass
-class SIConfig:
-    """The ``si`` configuration section.
-
-    Attributes:
-        c: strength of the penalty (0.4, LUMP's value).
-        xi: damping of the importance denominator (1.0, LUMP's value).
-        clip_value: every gradient of the model is clipped to ``[-clip_value, clip_value]``
-            before the step (1.0, as LUMP's reference; ``None``: no clipping).
-    """
-
-    c: float = 0.4
-    xi: float = 1.0
-    clip_value: Optional[float] = 1.0
-
-    def __post_init__(self) -> None:
-        check_number("c", self.c, at_least=0)
-        check_number("xi", self.xi, above=0)
-        check_number("clip_value", self.clip_value, above=0, optional=True)
+__all__ = ["SIPlugin"]
 
 
 def _regularised_module(strategy) -> nn.Module:
@@ -67,7 +46,8 @@ class SIPlugin(SupervisedPlugin, supports_distributed=False):
     and are not penalised.
 
     Args:
-        c, xi, clip_value: see :class:`SIConfig` (same defaults).
+        config: the options (:class:`~avalanche_freeze.plugins.config.SIConfig`: ``c``, ``xi``, ``clip_value``;
+            its defaults when omitted), or give them as keywords (``c=1.0``), one or the other.
 
     Example:
         >>> from avalanche_freeze.plugins import SIPlugin
@@ -76,13 +56,10 @@ class SIPlugin(SupervisedPlugin, supports_distributed=False):
         {}
     """
 
-    def __init__(self, *, c: float = SIConfig.c, xi: float = SIConfig.xi,
-                 clip_value: Optional[float] = SIConfig.clip_value) -> None:
+    def __init__(self, config: Optional[SIConfig] = None, **options: Any) -> None:
         super().__init__()
-        SIConfig(c=c, xi=xi, clip_value=clip_value)
-        self.c = c
-        self.xi = xi
-        self.clip_value = clip_value
+        #: The plugin's options.
+        self.config: SIConfig = build_section(SIConfig, config, options, owner=type(self).__name__)
         #: Omega per parameter name (accumulated over finished tasks).
         self.importance: Dict[str, Tensor] = {}
         #: theta* per parameter name: the values at the end of the last finished task, which
@@ -106,7 +83,7 @@ class SIPlugin(SupervisedPlugin, supports_distributed=False):
             omega = self.importance[name].to(p.device)
             term = (omega * (p - self.anchor[name].to(p.device)) ** 2).sum()
             total = term if total is None else total + term
-        return None if total is None else self.c * total
+        return None if total is None else self.config.c * total
 
     # ----------------------------------------------------------- callbacks
     def before_training_exp(self, strategy, **kwargs):
@@ -127,11 +104,11 @@ class SIPlugin(SupervisedPlugin, supports_distributed=False):
                 self._before_step[name] = p.detach().clone()
                 grad = p.grad.detach().clone()
                 if self.importance and name in self.importance:  # remove the penalty's 2 c Omega (theta - theta*)
-                    grad -= 2 * self.c * self.importance[name].to(p.device) * (p - self.anchor[name].to(p.device))
+                    grad -= 2 * self.config.c * self.importance[name].to(p.device) * (p - self.anchor[name].to(p.device))
                 self._grads[name] = grad
-        if self.clip_value is not None:
+        if self.config.clip_value is not None:
             torch.nn.utils.clip_grad_value_([p for p in strategy.model.parameters() if p.grad is not None],
-                                            self.clip_value)
+                                            self.config.clip_value)
 
     @torch.no_grad()
     def after_update(self, strategy, **kwargs):
@@ -144,7 +121,7 @@ class SIPlugin(SupervisedPlugin, supports_distributed=False):
     def after_training_exp(self, strategy, **kwargs):
         for name, p in _regularised_module(strategy).named_parameters():
             change = p.detach() - self.anchor[name]
-            gained = (self.path_integral[name] / (change**2 + self.xi)).clamp_min(0)
+            gained = (self.path_integral[name] / (change**2 + self.config.xi)).clamp_min(0)
             self.importance[name] = self.importance[name] + gained if name in self.importance else gained
             self.anchor[name] = p.detach().clone()
         self.path_integral = {}

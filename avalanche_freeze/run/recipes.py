@@ -1,7 +1,7 @@
 """The strategy registry: named recipes built from plugin components.
 
 A recipe is a list of component names; each component builds one plugin from its
-section of an :class:`~avalanche_freeze.config.ExperimentConfig` (``lump`` from
+section of an :class:`~avalanche_freeze.run.config.ExperimentConfig` (``lump`` from
 ``cfg.lump``, ``freeze`` from ``cfg.freeze``, ...), so a plugin's defaults live only in
 its configuration dataclass. The CLI's ``--strategy NAME`` and the config key
 ``strategy`` select a recipe; its YAML file (``strategies/NAME.yaml`` in a source
@@ -24,12 +24,12 @@ joint          (none)                       upper bound: SSL on all tasks' data 
 =============  ===========================  =============================================
 
 Avalanche's own supervised strategies are accepted too, by their Avalanche class names
-(``Naive``, ``Replay``, ``EWC``, ``LwF``, ``DER``; :mod:`~avalanche_freeze.supervised`):
+(``Naive``, ``Replay``, ``EWC``, ``LwF``, ``DER``; :mod:`~avalanche_freeze.run.supervised`):
 they train the backbone with labels, and the run evaluates its features with the same probes.
 :func:`strategy_kind` tells the three kinds apart (``ssl``, ``joint``, ``supervised``).
 
 Example:
-    >>> from avalanche_freeze.recipes import available_strategies, register_strategy
+    >>> from avalanche_freeze.run.recipes import available_strategies, register_strategy
     >>> register_strategy("cassle_freeze", ["cassle", "freeze"])
     >>> "cassle_freeze" in available_strategies()
     True
@@ -40,45 +40,32 @@ from __future__ import annotations
 import dataclasses
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from .health import TrainingHealthPlugin
-from .plugins import (
-    CaSSLePlugin,
-    CorrelationFreezePlugin,
-    DERPlugin,
-    LUMPPlugin,
-    PFRPlugin,
-    SelfSupervisedEWCPlugin,
-    SIPlugin,
-)
+from ..freezing import CorrelationFreezePlugin
+from ..health import TrainingHealthPlugin
+from ..plugins import CaSSLePlugin, DERPlugin, LUMPPlugin, PFRPlugin, SelfSupervisedEWCPlugin, SIPlugin
+from ..validation import check_choice, not_accepted
+from .config import ExperimentConfig
 from .supervised import STRATEGY_OPTIONS, SUPERVISED_STRATEGIES, SupervisedConfig
-from .validation import check_choice
 
-if TYPE_CHECKING:
-    from .config import ExperimentConfig
-
-__all__ = ["COMPONENTS", "STRATEGY_KINDS", "available_strategies", "build_plugins", "recipe_path", "register_strategy",
-           "strategy_components", "strategy_kind", "unused_keys", "unused_sections"]
+__all__ = ["COMPONENTS", "STRATEGY_KINDS", "available_strategies", "build_plugins", "check_config", "recipe_path",
+           "register_strategy", "strategy_components", "strategy_kind", "unused_keys", "unused_sections"]
 
 #: Kinds of strategy: self-supervised continual (a recipe of plugins), self-supervised joint
 #: training on all tasks at once (the upper bound), Avalanche's supervised strategies.
 STRATEGY_KINDS = ("ssl", "joint", "supervised")
 
 
-def _options(section: Any) -> Dict[str, Any]:
-    return dataclasses.asdict(section)
-
-
-#: Plugin builders by component name: each reads its own configuration section.
-COMPONENTS: Dict[str, Callable[["ExperimentConfig"], Any]] = {
-    "lump": lambda cfg: LUMPPlugin(**_options(cfg.lump), seed=cfg.seed),
-    "freeze": lambda cfg: CorrelationFreezePlugin(**_options(cfg.freeze), seed=cfg.seed),
-    "si": lambda cfg: SIPlugin(**_options(cfg.si)),
-    "der": lambda cfg: DERPlugin(**_options(cfg.der), seed=cfg.seed),
-    "cassle": lambda cfg: CaSSLePlugin(**_options(cfg.cassle)),
-    "pfr": lambda cfg: PFRPlugin(**_options(cfg.pfr)),
-    "ewc": lambda cfg: SelfSupervisedEWCPlugin(**_options(cfg.ewc)),
+#: Plugin builders by component name: each takes its own configuration section whole.
+COMPONENTS: Dict[str, Callable[[ExperimentConfig], Any]] = {
+    "lump": lambda cfg: LUMPPlugin(cfg.lump, seed=cfg.seed),
+    "freeze": lambda cfg: CorrelationFreezePlugin(cfg.freeze, seed=cfg.seed),
+    "si": lambda cfg: SIPlugin(cfg.si),
+    "der": lambda cfg: DERPlugin(cfg.der, seed=cfg.seed),
+    "cassle": lambda cfg: CaSSLePlugin(cfg.cassle),
+    "pfr": lambda cfg: PFRPlugin(cfg.pfr),
+    "ewc": lambda cfg: SelfSupervisedEWCPlugin(cfg.ewc),
 }
 
 _RECIPES: Dict[str, List[str]] = {
@@ -153,9 +140,32 @@ def recipe_path(name: str) -> Optional[Path]:
     return Path(str(path)) if path.is_file() else None
 
 
-def build_plugins(cfg: "ExperimentConfig") -> Dict[str, Any]:
+def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` if its strategy is registered and its sections agree with that strategy; raises
+    :class:`~avalanche_freeze.validation.ConfigError` naming the key otherwise.
+
+    The schema checks each section alone; this is where checks that read the strategy and
+    several sections at once live (the command line, grids and
+    :meth:`~avalanche_freeze.run.experiment.ExperimentRun.build` call it).
+
+    Example:
+        >>> from avalanche_freeze.run.config import ExperimentConfig
+        >>> check_config(ExperimentConfig(strategy="lump")).strategy
+        'lump'
+    """
+    check_choice("strategy", cfg.strategy, available_strategies())
+    freeze = cfg.freeze
+    if ("freeze" in strategy_components(cfg.strategy) and freeze.measure == "cka" and freeze.decide_every == 0
+            and not freeze.schedule and freeze.warmup_epochs >= cfg.train.epochs):
+        raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
+                           f"fewer than train.epochs={cfg.train.epochs} (CKA scores after the warm-up epochs; "
+                           "with as many, it would never decide)")
+    return cfg
+
+
+def build_plugins(cfg: ExperimentConfig) -> Dict[str, Any]:
     """The training-health plugin (first, so that its end-of-task weight check runs before other
     plugins use the weights), then the configured recipe's plugins, by component name."""
-    plugins = {"health": TrainingHealthPlugin(**_options(cfg.health))}
+    plugins = {"health": TrainingHealthPlugin(**dataclasses.asdict(cfg.health))}
     plugins.update((name, COMPONENTS[name](cfg)) for name in strategy_components(cfg.strategy))
     return plugins

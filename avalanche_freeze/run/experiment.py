@@ -1,13 +1,13 @@
-"""Run one experiment from an :class:`~avalanche_freeze.config.ExperimentConfig`.
+"""Run one experiment from an :class:`~avalanche_freeze.run.config.ExperimentConfig`.
 
 :meth:`ExperimentRun.build` builds the benchmark, backbone, strategy and the plugins of
 the configured recipe; :meth:`ExperimentRun.run` trains task after task, evaluates every
 probe under both protocols after each task, records the results
-(:class:`~avalanche_freeze.results.RunResults`), checkpoints after every task
-(:mod:`~avalanche_freeze.checkpoint`; ``restore`` continues from the last one) and
+(:class:`~avalanche_freeze.analysis.results.RunResults`), checkpoints after every task
+(:mod:`~avalanche_freeze.run.checkpoint`; ``restore`` continues from the last one) and
 writes ``results.json``.
 
-Three kinds of strategy run this way (:func:`~avalanche_freeze.recipes.strategy_kind`): the
+Three kinds of strategy run this way (:func:`~avalanche_freeze.run.recipes.strategy_kind`): the
 self-supervised recipes; ``joint``, the upper bound (one pass over all tasks' images, evaluated
 once); and Avalanche's supervised strategies (``Naive``, ``Replay``, ...), which a
 :attr:`ExperimentRun.trainer` trains on labels while the self-supervised strategy, sharing the
@@ -35,8 +35,8 @@ from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
 from avalanche.logging import InteractiveLogger, TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 
-from .backbones import CifarResNet18
-from .benchmarks import SSLBenchmark, make_benchmark
+from ..backbones import CifarResNet18
+from ..benchmarks import SSLBenchmark, make_benchmark
 from .checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -47,17 +47,17 @@ from .checkpoint import (
     strategy_state,
 )
 from .config import ConfigError, ExperimentConfig, flatten
-from .distributed import barrier, gather_from_all, is_main_process, per_process_batch, rank, world_size
-from .efficiency import EfficiencyMetrics
-from .evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
-from .health import TrainingHealthPlugin
+from ..distributed import barrier, gather_from_all, is_main_process, per_process_batch, rank, world_size
+from ..efficiency import EfficiencyMetrics
+from ..evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
+from ..health import TrainingHealthPlugin
 from .output_lock import OutputLock
-from .plugins.correlation_freeze import FreezeConfig
-from .probes import make_probe
-from .recipes import available_strategies, build_plugins, strategy_kind, unused_keys, unused_sections
-from .results import RunResults, format_results_table
-from .seeding import rng_state, seed_everything, set_rng_state
-from .strategy import SelfSupervisedStrategy
+from ..freezing.config import FreezeConfig
+from ..probes import make_probe
+from .recipes import available_strategies, build_plugins, check_config, strategy_kind, unused_keys, unused_sections
+from ..analysis.results import RunResults, format_results_table
+from ..seeding import rng_state, seed_everything, set_rng_state
+from ..strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
 __all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences",
@@ -74,8 +74,8 @@ KEYS_ADDED_WITH_ANOTHER_DEFAULT: Dict[str, Any] = {"freeze.first_task": 2}
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:
     """The dotted keys whose values differ between two configuration dicts, neutral keys aside; the
-    sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.recipes.unused_sections`,
-    :func:`~avalanche_freeze.recipes.unused_keys`) are neutral too, and so are the freezing rule's
+    sections and keys the (common) strategy does not use (:func:`~avalanche_freeze.run.recipes.unused_sections`,
+    :func:`~avalanche_freeze.run.recipes.unused_keys`) are neutral too, and so are the freezing rule's
     options when both sides follow a fixed ``freeze.schedule`` (:attr:`FreezeConfig.DECISION_OPTIONS`)."""
     missing = _missing_key_values()
     fa, fb = flatten(a), flatten(b)
@@ -165,6 +165,7 @@ class ExperimentRun:
         Under torchrun (:mod:`~avalanche_freeze.distributed`, initialised before) only process 0
         logs, and ``train.batch_size`` is split over the processes.
         """
+        check_config(cfg)
         seed_everything(cfg.seed)
         device = device or cfg.device
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -291,7 +292,7 @@ class ExperimentRun:
     # ----------------------------------------------------------------- run
     def run(self, *, stop_after: Optional[int] = None) -> Dict[str, Any]:
         """Train the remaining tasks (``stop_after``: train at most this many, for tests), holding
-        the output directory's lock (:class:`~avalanche_freeze.output_lock.OutputLock`; process 0's under torchrun)."""
+        the output directory's lock (:class:`~avalanche_freeze.run.output_lock.OutputLock`; process 0's under torchrun)."""
         if not is_main_process():
             return self._run(stop_after)
         with OutputLock(self.output_dir):
@@ -311,14 +312,14 @@ class ExperimentRun:
                 self.trainer.train(bench.train_stream[t])
                 self.strategy.probe_evaluator.set_trained(range(t + 1))
             self.strategy.eval(bench.test_stream[: t + 1])
-            freeze = self.plugins.get("freeze")
+            freezing = self.plugins["freeze"].record() if "freeze" in self.plugins else None
             efficiency = dict(self.efficiency.last)
-            if freeze is not None and freeze.decision_seconds:
-                efficiency["FreezeDecisionTime_Exp"] = freeze.decision_seconds[-1]
+            if freezing is not None and freezing.task_seconds is not None:
+                efficiency["FreezeDecisionTime_Exp"] = freezing.task_seconds
             frozen = self.strategy.backbone.num_frozen_units
             self._check_same_frozen_prefix(frozen)
             self.results.record_task(t, self._accuracies(), efficiency, frozen_blocks=frozen,
-                                     freeze_history=freeze.history if freeze is not None else None)
+                                     freeze_history=freezing.decisions if freezing is not None else None)
             self.next_task += 1
             done += 1
             self.checkpoint()
@@ -403,7 +404,7 @@ def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = Fal
     """Results of ``cfg`` in ``output_dir``: reused when a finished run there has the same
     configuration, resumed from its checkpoint when an interrupted one does, run otherwise
     (for experiment grids that are re-run after a crash). A folder holding a run of another
-    configuration is refused (:class:`~avalanche_freeze.checkpoint.CheckpointError` naming the keys)."""
+    configuration is refused (:class:`~avalanche_freeze.run.checkpoint.CheckpointError` naming the keys)."""
     status, diff = run_status(cfg, output_dir)
     if status is RunStatus.FINISHED:
         return json.loads((output_dir / "results.json").read_text())

@@ -27,7 +27,7 @@ from typing import Any, Dict, Mapping, Sequence
 
 import torch
 
-from .protocols import ModelExtension, StatefulPlugin
+from ..protocols import ModelExtension, StatefulPlugin
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_write", "load_checkpoint",
            "restore_strategy_state", "restore_training_state", "save_checkpoint", "strategy_state", "training_state"]

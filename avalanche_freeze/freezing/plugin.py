@@ -2,7 +2,7 @@
 
 From task ``first_task`` on (3 by default; 2 in the paper), the plugin scores each
 freezable unit of the backbone by how correlated the new task is with the earlier ones (see
-:mod:`avalanche_freeze.correlation`) and freezes the longest prefix of units that
+:mod:`avalanche_freeze.freezing.correlation`) and freezes the longest prefix of units that
 pass, capped at a share of the backbone's forward compute. The frozen prefix only
 grows. Two decision timings:
 
@@ -36,8 +36,8 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -45,131 +45,35 @@ from avalanche.evaluation.metric_results import MetricValue
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
-from ..backbones import GRANULARITIES, FreezableBackbone, find_freezable_backbone, unit_compute_shares
-from ..correlation import (REPRESENTATIONS, SubspaceBasis, centered_gram, cka_from_grams, conv_input_patches,
-                           energy_basis, gradient_projection_ratio, linear_cka, representation_matrix)
+from ..backbones import FreezableBackbone, find_freezable_backbone, unit_compute_shares
 from ..distributed import broadcast_from_main
-from ..freeze_decision import choose_prefix
 from ..protocols import SelfSupervisedState
-from ..validation import check_choice, check_number, not_accepted
+from ..validation import build_section
+from .config import FreezeConfig
+from .correlation import (SubspaceBasis, centered_gram, cka_from_grams, conv_input_patches, energy_basis,
+                          gradient_projection_ratio, linear_cka, representation_matrix)
+from .decision import choose_prefix
+from .prefix import apply_frozen_prefix
 
-__all__ = ["CorrelationFreezePlugin", "FreezeConfig", "GATE_REFERENCES", "MEASURES", "apply_frozen_prefix", "remove_from_optimizer",
-           "unit_compute_shares"]
-
-MEASURES = ("gradient", "subspace", "cka")
-GATE_REFERENCES = ("task", "check")
+__all__ = ["CorrelationFreezePlugin", "FreezingRecord"]
 
 
-@dataclass
-class FreezeConfig:
-    """The ``freeze`` configuration section.
-
-    The defaults (``tau``, ``stability``, ``max_frozen_share``, ``first_task``) were chosen on
-    validation data (unused training images of Split Fashion-MNIST, three seeds), never on
-    test accuracy (see ``experiments/tune_freeze.py`` and the README's Design notes);
-    ``measure`` and ``decide_every`` (one epoch there) were not tuned.
+@dataclass(frozen=True)
+class FreezingRecord:
+    """What the freezing plugin has decided, as a run records it after each task
+    (:meth:`CorrelationFreezePlugin.record`).
 
     Attributes:
-        measure: ``gradient`` (default), ``subspace`` or ``cka``.
-        tau: correlation a unit must reach to be frozen (0.8; 0 leaves the decision to the gate and
-            the cap). The paper's 0.9 held back BarlowTwins' shallow blocks and cost it accuracy on
-            the validation split; 0.8 rarely binds there (3 of 19 checks) but still refuses a
-            unit whose new-task gradients leave the old tasks' input space (score near 0).
-        stability: minimum linear CKA between a unit's outputs (fixed samples of the current
-            task) at the gate's reference point and now; 0 turns the gate off. Needs ``decide_every > 0``.
-        gate_reference: ``task`` (the start of the current task: the unit must not have moved
-            since the task began) or ``check`` (the previous check: it must have stopped moving).
-        decide_every: decide every this many training iterations of each task from ``first_task``
-            on (0: once at the start of each such task, as the paper's reconstructed rule).
-        max_frozen_share: cap on the frozen prefix's share of backbone forward compute (0.5;
-            1.0 = no cap).
-        first_task: the first task (counted from 1) in which units may be frozen: 3 (default: the
-            backbone has learned from two tasks before any of it stops training) or 2 (the
-            paper: as soon as there is an old task). A ``schedule`` ignores it.
-        granularity: ``block`` (stem + 8 blocks) or ``stage`` (4 stages).
-        n_samples: samples of a task used to build bases, scores and stability checks (256).
-        energy: energy threshold ``eps`` of the bases (0.97).
-        representation: subspace only: ``flatten`` (each sample's output flattened,
-            default) or ``channel`` (channel vectors at every position).
-        center: subspace only: subtract the mean before building bases and scores (False).
-        warmup_epochs: ``cka`` with ``decide_every = 0`` only: epochs trained on a new task before scoring (1).
-        normalize: subspace only: score each unit relative to what its estimator can reach,
-            ``(s - floor) / (ceiling - floor)`` clipped to ``[0, 1]``, with ``ceiling`` the score of
-            held-out samples of the task just finished against the merged basis and ``floor``
-            the score of uniform-noise images (False: the raw ratio).
-        schedule: ``[[task, iteration, blocks], ...]``: instead of deciding, freeze the first
-            ``blocks`` block-level units at ``iteration`` of task ``task`` (0-based); a fixed
-            schedule for controls. Empty (default): the plugin decides.
+        decisions: every decision so far, oldest first (``results.json``'s ``freeze_history``; the
+            keys are those of :attr:`CorrelationFreezePlugin.history`).
+        task_seconds: wall time of the plugin's own work in the last task trained (``None`` before
+            the first task).
+        frozen_blocks: block-level length of the frozen prefix now.
     """
 
-    #: The options a ``schedule`` does not read: with one, they do not change a run's results.
-    DECISION_OPTIONS = ("measure", "tau", "stability", "gate_reference", "decide_every", "max_frozen_share",
-                        "first_task", "n_samples", "energy", "representation", "center", "warmup_epochs",
-                        "normalize")
-
-    measure: str = "gradient"
-    tau: float = 0.8
-    stability: float = 0.99
-    gate_reference: str = "task"
-    decide_every: int = 16
-    max_frozen_share: float = 0.5
-    first_task: int = 3
-    granularity: str = "block"
-    n_samples: int = 256
-    energy: float = 0.97
-    representation: str = "flatten"
-    center: bool = False
-    warmup_epochs: int = 1
-    normalize: bool = False
-    schedule: List[List[int]] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        check_choice("measure", self.measure, MEASURES)
-        check_number("tau", self.tau, at_least=0, at_most=1)
-        check_number("stability", self.stability, at_least=0, at_most=1)
-        check_choice("gate_reference", self.gate_reference, GATE_REFERENCES)
-        check_number("decide_every", self.decide_every, at_least=0, integer=True)
-        check_number("max_frozen_share", self.max_frozen_share, at_least=0, at_most=1)
-        check_number("first_task", self.first_task, at_least=2, integer=True)
-        check_choice("granularity", self.granularity, GRANULARITIES)
-        check_number("n_samples", self.n_samples, at_least=2, integer=True)
-        check_number("energy", self.energy, above=0, at_most=1)
-        check_choice("representation", self.representation, REPRESENTATIONS)
-        check_choice("center", self.center, (False, True))
-        check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
-        check_choice("normalize", self.normalize, (False, True))
-        if self.decide_every == 0 and self.measure == "gradient":
-            raise not_accepted("measure", self.measure, "subspace or cka with decide_every=0 (the gradient "
-                               "measure reads the new task's gradients, so it needs decide_every > 0)")
-        if self.decide_every == 0 and self.stability > 0:
-            raise not_accepted("stability", self.stability, "0 with decide_every=0 (the gate compares a unit's "
-                               "outputs between two checks during a task, so it needs decide_every > 0)")
-        entries = [list(e) for e in self.schedule]
-        for entry in entries:
-            if len(entry) != 3 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in entry):
-                raise not_accepted("schedule", entry, "[task, iteration, blocks] entries of three non-negative "
-                                   "integers")
-
-
-def remove_from_optimizer(optimizer: torch.optim.Optimizer, params: List[nn.Parameter]) -> int:
-    """Remove ``params`` (and their state) from every parameter group; returns how many were removed."""
-    ids = {id(p) for p in params}
-    removed = 0
-    for group in optimizer.param_groups:
-        keep = [p for p in group["params"] if id(p) not in ids]
-        removed += len(group["params"]) - len(keep)
-        group["params"] = keep
-    for p in params:
-        optimizer.state.pop(p, None)
-    return removed
-
-
-def apply_frozen_prefix(backbone: FreezableBackbone, n_blocks: int, optimizer: Optional[torch.optim.Optimizer]) -> None:
-    """Freeze the first ``n_blocks`` units of ``backbone`` and take their parameters out of ``optimizer``."""
-    backbone.set_frozen_prefix(n_blocks)
-    frozen = [p for unit in backbone.units[:n_blocks] for p in unit.parameters()]
-    if frozen and optimizer is not None:
-        remove_from_optimizer(optimizer, frozen)
+    decisions: List[dict]
+    task_seconds: Optional[float]
+    frozen_blocks: int
 
 
 class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
@@ -179,17 +83,17 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     with Avalanche's supervised strategies whose model contains the backbone.
 
     Args:
-        measure, tau, stability, gate_reference, decide_every, max_frozen_share, first_task, granularity,
-            n_samples, energy, representation, center, warmup_epochs, normalize, schedule: the options of
-            :class:`FreezeConfig` (same defaults).
+        config: the options (:class:`~avalanche_freeze.freezing.config.FreezeConfig`; its defaults when
+            omitted); or give them as keywords (``tau=0.9``), one or the other.
         seed: seed of the sample selection.
 
     Attributes:
+        config: the options.
         history: one dict per decision: ``experience``, ``iteration`` (within the task),
             ``scores`` and ``stability`` (unit -> value; empty for a schedule), ``frozen_units``
             (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``stopped_by`` (what ended
             the prefix: ``tau``, ``gate``, ``both``, ``cap`` or ``end``, see
-            :func:`~avalanche_freeze.freeze_decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost).
+            :func:`~avalanche_freeze.freezing.decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost).
         decision_seconds: per task, the wall time spent in the plugin's own work (bases,
             gradient sums, scores, gates), included in the task's training time.
 
@@ -199,48 +103,14 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         >>> control = CorrelationFreezePlugin(schedule=[[1, 0, 3]])   # stem + layer1 from task 2 on
     """
 
-    def __init__(
-        self,
-        *,
-        measure: str = FreezeConfig.measure,
-        tau: float = FreezeConfig.tau,
-        stability: float = FreezeConfig.stability,
-        gate_reference: str = FreezeConfig.gate_reference,
-        decide_every: int = FreezeConfig.decide_every,
-        max_frozen_share: float = FreezeConfig.max_frozen_share,
-        first_task: int = FreezeConfig.first_task,
-        granularity: str = FreezeConfig.granularity,
-        n_samples: int = FreezeConfig.n_samples,
-        energy: float = FreezeConfig.energy,
-        representation: str = FreezeConfig.representation,
-        center: bool = FreezeConfig.center,
-        warmup_epochs: int = FreezeConfig.warmup_epochs,
-        normalize: bool = FreezeConfig.normalize,
-        schedule: Optional[Sequence[Sequence[int]]] = None,
-        seed: int = 0,
-    ) -> None:
+    def __init__(self, config: Optional[FreezeConfig] = None, *, seed: int = 0, **options: Any) -> None:
         super().__init__()
-        schedule = [[int(v) if not isinstance(v, bool) else v for v in e] for e in (schedule or [])]
-        FreezeConfig(measure=measure, tau=tau, stability=stability, gate_reference=gate_reference,
-                     decide_every=decide_every, max_frozen_share=max_frozen_share, first_task=first_task,
-                     granularity=granularity, n_samples=n_samples, energy=energy,
-                     representation=representation, center=center, warmup_epochs=warmup_epochs,
-                     normalize=normalize, schedule=schedule)
-        self.measure = measure
-        self.tau = tau
-        self.stability = stability
-        self.gate_reference = gate_reference
-        self.decide_every = decide_every
-        self.max_frozen_share = max_frozen_share
-        self.first_task = first_task
-        self.granularity = granularity
-        self.n_samples = n_samples
-        self.energy = energy
-        self.representation = representation
-        self.center = center
-        self.warmup_epochs = warmup_epochs
-        self.normalize = normalize
-        self.schedule = schedule
+        if options.get("schedule") is not None:  # integral values of any type (YAML, numpy) as ints
+            options["schedule"] = [[int(v) if not isinstance(v, bool) else v for v in e] for e in options["schedule"]]
+        elif "schedule" in options:
+            options["schedule"] = []
+        #: The plugin's options (:class:`~avalanche_freeze.freezing.config.FreezeConfig`).
+        self.config: FreezeConfig = build_section(FreezeConfig, config, options, owner=type(self).__name__)
         self.seed = seed
         #: ``subspace``: per unit, the merged basis of its flattened outputs on the old tasks.
         self.bases: Dict[int, SubspaceBasis] = {}
@@ -262,12 +132,12 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     @property
     def deciding(self) -> bool:
         """True when the plugin decides (no fixed ``schedule``)."""
-        return not self.schedule
+        return not self.config.schedule
 
     @property
     def may_freeze(self) -> bool:
         """True in the tasks where the rule may freeze units (from task ``first_task`` on)."""
-        return self.tasks_done >= self.first_task - 1
+        return self.tasks_done >= self.config.first_task - 1
 
     # ----------------------------------------------------------------- data
     def _samples(self, strategy, experience, *, held_out: bool = False) -> Optional[Tensor]:
@@ -275,8 +145,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         of the same draw, disjoint from the first (``None`` when the task has no more)."""
         dataset = experience.dataset.eval()
         gen = torch.Generator().manual_seed(self.seed + experience.current_experience)
-        start = self.n_samples if held_out else 0
-        idx = torch.randperm(len(dataset), generator=gen)[start: start + self.n_samples].tolist()
+        start = self.config.n_samples if held_out else 0
+        idx = torch.randperm(len(dataset), generator=gen)[start: start + self.config.n_samples].tolist()
         if not idx:
             return None
         # a private generator: iterating a DataLoader would otherwise draw from the global RNG
@@ -294,7 +164,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     def _group(self, backbone: FreezableBackbone, block_values: List[float]) -> List[float]:
         """Values at the plugin's granularity (a stage takes its weakest block's value)."""
-        if self.granularity == "block":
+        if self.config.granularity == "block":
             return block_values
         out, start = [], 0
         for end in backbone.unit_boundaries(granularity="stage"):
@@ -317,7 +187,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         out, total = [], 0.0
         for i, share in enumerate(shares):
             total += share
-            if total > self.max_frozen_share + 1e-9:
+            if total > self.config.max_frozen_share + 1e-9:
                 break
             if i >= backbone.num_frozen_units:
                 out.append(i)
@@ -325,9 +195,9 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     # ------------------------------------------------------------ callbacks
     def before_training_exp(self, strategy, **kwargs):
-        if (self.deciding and self.measure == "cka" and self.decide_every == 0 and self.may_freeze
-                and 0 < strategy.train_epochs <= self.warmup_epochs):
-            warnings.warn(f"CorrelationFreezePlugin(measure='cka', warmup_epochs={self.warmup_epochs}) decides after "
+        if (self.deciding and self.config.measure == "cka" and self.config.decide_every == 0 and self.may_freeze
+                and 0 < strategy.train_epochs <= self.config.warmup_epochs):
+            warnings.warn(f"CorrelationFreezePlugin(measure='cka', warmup_epochs={self.config.warmup_epochs}) decides after "
                           f"the warm-up epochs, but tasks train for {strategy.train_epochs}: nothing will be frozen",
                           RuntimeWarning)
         backbone = find_freezable_backbone(strategy.model)
@@ -340,19 +210,19 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             return
         start = time.perf_counter()
         self._measure_compute_shares(strategy, backbone)
-        if self.may_freeze and self.decide_every == 0 and (self.measure == "subspace" or self.warmup_epochs == 0):
+        if self.may_freeze and self.config.decide_every == 0 and (self.config.measure == "subspace" or self.config.warmup_epochs == 0):
             self._decide(strategy, backbone)
-        elif self.may_freeze and self.decide_every > 0:
+        elif self.may_freeze and self.config.decide_every > 0:
             self.start_window(backbone, self._samples(strategy, strategy.experience))
         self.decision_seconds[-1] += time.perf_counter() - start
 
     def before_training_epoch(self, strategy, **kwargs):
-        if self.deciding and self.measure == "cka" and self.decide_every == 0 and self.may_freeze \
-                and self.warmup_epochs > 0 and strategy.clock.train_exp_epochs == self.warmup_epochs:
+        if self.deciding and self.config.measure == "cka" and self.config.decide_every == 0 and self.may_freeze \
+                and self.config.warmup_epochs > 0 and strategy.clock.train_exp_epochs == self.config.warmup_epochs:
             self._decide(strategy, find_freezable_backbone(strategy.model))
 
     def after_backward(self, strategy, **kwargs):
-        if self.deciding and self.measure == "gradient" and self.may_freeze and self.decide_every > 0:
+        if self.deciding and self.config.measure == "gradient" and self.may_freeze and self.config.decide_every > 0:
             start = time.perf_counter()
             self.accumulate_gradients(find_freezable_backbone(strategy.model))
             self.decision_seconds[-1] += time.perf_counter() - start
@@ -380,7 +250,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         backbone = find_freezable_backbone(strategy.model)
         if not self.deciding:
             self._follow_schedule(strategy, backbone)
-        elif (self.may_freeze and self.decide_every > 0 and self._iteration % self.decide_every == 0
+        elif (self.may_freeze and self.config.decide_every > 0 and self._iteration % self.config.decide_every == 0
               and self._open_units(backbone)):  # nothing left to decide once the prefix reaches the cap
             start = time.perf_counter()
             self._decide(strategy, backbone)
@@ -391,14 +261,14 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         backbone = find_freezable_backbone(strategy.model)
         self.tasks_done += 1
         self._probe, self._reference, self._grad_sums = None, None, {}
-        if self.deciding and self.measure == "subspace":
+        if self.deciding and self.config.measure == "subspace":
             outs = self._unit_outputs(backbone, self._samples(strategy, strategy.experience))
             for i, out in enumerate(outs):
-                self.bases.setdefault(i, SubspaceBasis(energy=self.energy)).update(self._matrix(out))
-            held_out = self._samples(strategy, strategy.experience, held_out=True) if self.normalize else None
+                self.bases.setdefault(i, SubspaceBasis(energy=self.config.energy)).update(self._matrix(out))
+            held_out = self._samples(strategy, strategy.experience, held_out=True) if self.config.normalize else None
             if held_out is not None:
                 self.ceilings = dict(enumerate(self.raw_scores(backbone, held_out)))
-        elif self.deciding and self.measure == "gradient":
+        elif self.deciding and self.config.measure == "gradient":
             self.add_task_bases(backbone, self._samples(strategy, strategy.experience))
         elif self.deciding:
             self.snapshot = copy.deepcopy(backbone).eval()
@@ -410,7 +280,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     # ------------------------------------------------------------- measures
     def _matrix(self, features: Tensor) -> Tensor:
-        return representation_matrix(features, self.representation, center=self.center)
+        return representation_matrix(features, self.config.representation, center=self.config.center)
 
     @torch.no_grad()
     def add_task_bases(self, backbone: FreezableBackbone, x: Tensor, *, chunk: int = 64) -> None:
@@ -437,7 +307,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
                 h.remove()
         for conv, (i, j) in convs.items():
             per_conv = self.patch_bases.setdefault(i, [[] for _ in self._convs(backbone.units[i])])
-            per_conv[j].append(energy_basis(grams[conv], self.energy).cpu())
+            per_conv[j].append(energy_basis(grams[conv], self.config.energy).cpu())
 
     def gradient_scores(self, backbone: FreezableBackbone) -> List[float]:
         """Per block-level unit: the weakest conv's ``max over old tasks of ||G U U^T|| / ||G||`` for
@@ -475,11 +345,11 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         return strategy.augmentation.normalize(noise) if isinstance(strategy, SelfSupervisedState) else noise
 
     def _scores(self, strategy, backbone: FreezableBackbone) -> List[float]:
-        if self.measure == "gradient":
+        if self.config.measure == "gradient":
             return self.gradient_scores(backbone)
         x = self._probe if self._probe is not None else self._samples(strategy, strategy.experience)
-        if self.measure == "subspace":
-            if self.normalize:
+        if self.config.measure == "subspace":
+            if self.config.normalize:
                 return self.normalized_scores(backbone, x, self._noise_like(strategy, x))
             return self.raw_scores(backbone, x)
         outs = self._unit_outputs(backbone, x)
@@ -491,7 +361,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         """Begin checking a task: ``probe`` (fixed samples of it) and the units' outputs on them
         now are the stability gate's reference; the gradient sums restart from zero."""
         self._probe = probe
-        self._reference = self._unit_grams(backbone, probe) if self.stability > 0 else None
+        self._reference = self._unit_grams(backbone, probe) if self.config.stability > 0 else None
         self._grad_sums = {}
 
     def _unit_grams(self, backbone: FreezableBackbone, x: Tensor) -> List[Tensor]:
@@ -510,11 +380,11 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         """Per block-level unit: linear CKA between its outputs on the task's fixed samples at the
         gate's reference point and now (1.0 without a gate); with ``gate_reference="check"`` the
         reference then moves to now."""
-        if self.stability == 0 or self._probe is None or self._reference is None:
+        if self.config.stability == 0 or self._probe is None or self._reference is None:
             return [1.0] * len(backbone.units)
         now = self._unit_grams(backbone, self._probe)
         values = [cka_from_grams(a, b) for a, b in zip(self._reference, now)]
-        if self.gate_reference == "check":
+        if self.config.gate_reference == "check":
             self._reference = now
         return values
 
@@ -525,10 +395,10 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         scores = self._group(backbone, self._scores(strategy, backbone))
         stable = self._group(backbone, self.stability_scores(backbone))
         self._grad_sums = {}
-        names = backbone.unit_names(granularity=self.granularity)
-        choice = choose_prefix(scores, stable, ends=backbone.unit_boundaries(granularity=self.granularity),
-                               shares=self.compute_shares, frozen_blocks=backbone.num_frozen_units, tau=self.tau,
-                               stability=self.stability, max_frozen_share=self.max_frozen_share)
+        names = backbone.unit_names(granularity=self.config.granularity)
+        choice = choose_prefix(scores, stable, ends=backbone.unit_boundaries(granularity=self.config.granularity),
+                               shares=self.compute_shares, frozen_blocks=backbone.num_frozen_units, tau=self.config.tau,
+                               stability=self.config.stability, max_frozen_share=self.config.max_frozen_share)
         # progressive (never unfreezes); under torchrun every process applies process 0's decision
         n_blocks = broadcast_from_main(choice.blocks)
         self._apply(strategy, backbone, n_blocks)
@@ -537,7 +407,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     def _follow_schedule(self, strategy, backbone: FreezableBackbone) -> None:
         exp = strategy.experience.current_experience
-        due = [blocks for task, iteration, blocks in self.schedule if task == exp and iteration == self._iteration]
+        due = [blocks for task, iteration, blocks in self.config.schedule if task == exp and iteration == self._iteration]
         if not due:
             return
         n_blocks = min(max(max(due), backbone.num_frozen_units), len(backbone.units))
@@ -549,8 +419,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
                 stable: Dict[str, float], seconds: float, *, stopped_by: Optional[str] = None) -> None:
         assert self.compute_shares is not None
         share = sum(self.compute_shares[:n_blocks])
-        names = backbone.unit_names(granularity=self.granularity)
-        ends = backbone.unit_boundaries(granularity=self.granularity)
+        names = backbone.unit_names(granularity=self.config.granularity)
+        ends = backbone.unit_boundaries(granularity=self.config.granularity)
         record = {
             "experience": strategy.experience.current_experience,
             "iteration": self._iteration,
@@ -568,7 +438,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         publish = strategy.evaluator.publish_metric_value
         for name, s in scores.items():
             publish(MetricValue(self, f"Freeze_Score/{name}/Exp{exp:03d}", s, x))
-        if self.stability > 0:
+        if self.config.stability > 0:
             for name, s in stable.items():
                 publish(MetricValue(self, f"Freeze_Stability/{name}/Exp{exp:03d}", s, x))
         publish(MetricValue(self, f"Freeze_Blocks/Exp{exp:03d}", n_blocks, x))
@@ -576,6 +446,12 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     def _apply(self, strategy, backbone: FreezableBackbone, n_blocks: int) -> None:
         apply_frozen_prefix(backbone, n_blocks, strategy.optimizer)
+
+    def record(self) -> FreezingRecord:
+        """What the plugin has decided so far (the run layer reads this, never the plugin's internals)."""
+        return FreezingRecord(decisions=list(self.history),
+                              task_seconds=self.decision_seconds[-1] if self.decision_seconds else None,
+                              frozen_blocks=self.history[-1]["frozen_blocks"] if self.history else 0)
 
     def memory_bytes(self) -> Dict[str, int]:
         """Bytes the plugin holds, by part: ``bases`` (subspace and input-patch bases, kept across
@@ -610,7 +486,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         (its parameters leave autograd and its BatchNorm layers stay in eval mode)."""
         self.bases = {}
         for i, b in state["bases"].items():
-            basis = SubspaceBasis(energy=self.energy)
+            basis = SubspaceBasis(energy=self.config.energy)
             basis.load_state_dict(b)
             self.bases[int(i)] = basis
         self.patch_bases = {int(i): [list(per_task) for per_task in convs]

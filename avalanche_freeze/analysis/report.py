@@ -2,7 +2,7 @@
 
 Every ``results.json`` below ``RUNS_DIR`` is one run; runs in folders named ``seedN`` form an
 *arm* named by the path of their parent (``simsiam/lump``, ``supervised/Replay``,
-``simsiam/e10/fixed2``), so grids (:mod:`~avalanche_freeze.grid`), the freezing benchmark and
+``simsiam/e10/fixed2``), so grids (:mod:`~avalanche_freeze.run.grid`), the freezing benchmark and
 the strategy comparison are all read the same way. :func:`summarize_arms` gives, per arm, the
 mean and standard deviation over seeds of the final accuracy, both forgetting definitions and
 the learning accuracy (per probe and protocol), and the efficiency ratios against LUMP

@@ -9,7 +9,7 @@ benchmark's classes, trained with cross-entropy on one lightly augmented view (r
 resized crop and flip, the augmentation LUMP's buffer uses). The run then evaluates the
 *backbone's features* with the kNN / linear probes under both protocols, exactly as it
 evaluates a self-supervised backbone, so both kinds of strategy sit in one table
-(:class:`~avalanche_freeze.experiment.ExperimentRun` does this for ``strategy=Naive`` etc.).
+(:class:`~avalanche_freeze.run.experiment.ExperimentRun` does this for ``strategy=Naive`` etc.).
 
 The options live in the ``supervised`` configuration section (:class:`SupervisedConfig`);
 the epochs, batch size and schedule are the run's ``train`` section, so a supervised arm has
@@ -37,10 +37,10 @@ from avalanche.training import DER, EWC, LwF, Naive, Replay
 from avalanche.training.plugins import EvaluationPlugin, EWCPlugin, LRSchedulerPlugin, LwFPlugin, ReplayPlugin
 from torch import Tensor, nn
 
-from .augmentations import TwoViewAugmentation
+from ..augmentations import TwoViewAugmentation
 from .checkpoint import restore_training_state, training_state
-from .strategy import TrainConfig
-from .validation import check_choice, check_number
+from ..strategy import TrainConfig
+from ..validation import check_choice, check_number
 
 __all__ = ["STRATEGY_OPTIONS", "SUPERVISED_STRATEGIES", "SupervisedConfig", "SupervisedModel", "build_supervised_strategy",
            "supervised_state", "restore_supervised_state"]

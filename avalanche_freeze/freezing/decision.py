@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .backbones import CifarResNet18, unit_compute_shares
-from .benchmarks import BENCHMARKS
-from .validation import check_number
-
-if TYPE_CHECKING:
-    from .config import ExperimentConfig
+from ..backbones import CifarResNet18, unit_compute_shares
+from ..benchmarks import BENCHMARKS
+from ..validation import check_number
 
 __all__ = ["BackboneLayout", "PrefixChoice", "Replay", "STOP_REASONS", "backbone_layout", "choose_prefix",
            "replay_decisions"]
@@ -111,11 +108,12 @@ class BackboneLayout:
     shares: List[float]
 
 
-def backbone_layout(config: "ExperimentConfig") -> BackboneLayout:
-    """The unit ends (at ``config.freeze.granularity``) and compute shares of the backbone that
-    ``config`` trains, measured on one zero image of its benchmark's shape (FLOPs do not depend
-    on the pixel values, so they equal the shares the plugin measured during the run)."""
-    ends, shares = _measured_layout(config.data.benchmark, config.model.width, config.freeze.granularity)
+def backbone_layout(*, benchmark: str, width: float, granularity: str) -> BackboneLayout:
+    """The unit ends (at ``granularity``) and compute shares of the backbone of ``width`` for
+    ``benchmark`` (a run's ``data.benchmark``, ``model.width`` and ``freeze.granularity``), measured
+    on one zero image of the benchmark's shape (FLOPs do not depend on the pixel values, so they
+    equal the shares the plugin measured during the run)."""
+    ends, shares = _measured_layout(benchmark, width, granularity)
     return BackboneLayout(list(ends), list(shares))
 
 

@@ -1,10 +1,12 @@
 """Experiment configuration: OmegaConf structured configs, one section per component.
 
-The schema is a tree of dataclasses. Each component owns its section and its defaults,
-next to its code (:class:`~avalanche_freeze.plugins.lump.LUMPConfig` in the LUMP plugin's
-module, :class:`~avalanche_freeze.plugins.correlation_freeze.FreezeConfig` in the freezing
-plugin's, ...), and checks its own ranges in ``__post_init__``; accepted names come from
-the live registries (SSL methods, strategy recipes, benchmarks, probes). Values are merged
+The schema is a tree of dataclasses. Each component owns its section and its defaults
+(:class:`~avalanche_freeze.plugins.config.LUMPConfig` for LUMP,
+:class:`~avalanche_freeze.freezing.config.FreezeConfig` for the freezing rule,
+:class:`~avalanche_freeze.strategy.TrainConfig` for the optimiser, ...), and checks its own
+ranges in ``__post_init__``; accepted names come from the live registries (SSL methods,
+benchmarks, probes). The schema imports no plugin, recipe or logger: checks that read
+several sections at once live with the recipes (:func:`~avalanche_freeze.run.recipes.check_config`). Values are merged
 in order: defaults, a base mapping, YAML files, then ``key=value`` overrides with dotted
 keys (``lump.mem_size=512``), through OmegaConf, which checks every value's type.
 
@@ -52,25 +54,20 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from .augmentations import AugmentConfig
-from .backbones import ModelConfig
-from .benchmarks import DataConfig
-from .efficiency import MetricsConfig
-from .evaluation import EvalConfig
-from .health import HealthConfig
-from .plugins.cassle import CaSSLeConfig, PFRConfig
-from .plugins.correlation_freeze import FreezeConfig
-from .plugins.dark_experience_replay import DERConfig
-from .plugins.ewc import EWCConfig
-from .plugins.lump import LUMPConfig
-from .plugins.synaptic_intelligence import SIConfig
-from .ssl.base import SSLConfig
-from .strategy import TrainConfig
+from ..augmentations import AugmentConfig
+from ..backbones import ModelConfig
+from ..benchmarks import DataConfig
+from ..efficiency import MetricsConfig
+from ..evaluation import EvalConfig
+from ..freezing.config import FreezeConfig
+from ..health import HealthConfig
+from ..plugins.config import CaSSLeConfig, DERConfig, EWCConfig, LUMPConfig, PFRConfig, SIConfig
+from ..ssl.base import SSLConfig
+from ..strategy import TrainConfig
+from ..validation import ConfigError, check_number, not_accepted
 from .supervised import SupervisedConfig
-from .validation import ConfigError, check_choice, check_number, not_accepted
-from .wandb_logging import WandBConfig
 
-__all__ = ["ConfigError", "DEPRECATED_KEYS", "ExperimentConfig", "load_yaml"]
+__all__ = ["ConfigError", "DEPRECATED_KEYS", "ExperimentConfig", "WandBConfig", "flatten", "load_yaml"]
 
 #: Flat keys of release 0.1 and the dotted keys that replace them.
 DEPRECATED_KEYS: Dict[str, str] = {
@@ -94,11 +91,34 @@ DEPRECATED_KEYS: Dict[str, str] = {
 
 
 @dataclass
+class WandBConfig:
+    """The ``wandb`` configuration section (:mod:`~avalanche_freeze.run.wandb_logging`).
+
+    Attributes:
+        enabled: log the run to Weights & Biases (offline unless logged in; the CLI's ``--wandb``).
+        project: the W&B project ("avalanche-freeze").
+        init_timeout: seconds to wait for W&B's server before logging offline instead (60).
+    """
+
+    enabled: bool = False
+    project: str = "avalanche-freeze"
+    init_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        check_number("init_timeout", self.init_timeout, above=0)
+
+
+@dataclass
 class ExperimentConfig:
     """All options of one experiment (defaults: a quick SimSiam + LUMP run on the embedded benchmark).
 
+    The schema checks each section on its own; what depends on the strategy (its name is a
+    registered one, sections that must agree with it) is checked by
+    :func:`~avalanche_freeze.run.recipes.check_config`, which the command line, grids and
+    :meth:`~avalanche_freeze.run.experiment.ExperimentRun.build` call before anything runs.
+
     Attributes:
-        strategy: the strategy recipe (:func:`~avalanche_freeze.recipes.available_strategies`).
+        strategy: the strategy recipe (:func:`~avalanche_freeze.run.recipes.available_strategies`).
         seed: seed of everything random in the run (0).
         device: ``cpu``, ``cuda`` or ``cuda:N``.
         num_workers: dataloader workers (0).
@@ -130,19 +150,12 @@ class ExperimentConfig:
     wandb: WandBConfig = field(default_factory=WandBConfig)
 
     def __post_init__(self) -> None:
-        from .recipes import available_strategies, strategy_components
-
-        check_choice("strategy", self.strategy, available_strategies())
+        if not isinstance(self.strategy, str) or not self.strategy:
+            raise not_accepted("strategy", self.strategy, "a strategy name (avalanche-freeze list)")
         check_number("seed", self.seed, at_least=0, at_most=2**32 - 1, integer=True)
         check_number("num_workers", self.num_workers, at_least=0, integer=True)
         if not (self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise not_accepted("device", self.device, "cpu, cuda, cuda:N")
-        freeze = self.freeze
-        if ("freeze" in strategy_components(self.strategy) and freeze.measure == "cka" and freeze.decide_every == 0
-                and not freeze.schedule and freeze.warmup_epochs >= self.train.epochs):
-            raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
-                               f"fewer than train.epochs={self.train.epochs} (CKA scores after the warm-up epochs; "
-                               "with as many, it would never decide)")
 
     # ------------------------------------------------------------ building
     @classmethod

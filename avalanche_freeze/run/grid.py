@@ -33,8 +33,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from .config import ConfigError, ExperimentConfig, load_yaml
-from .recipes import available_strategies, strategy_kind
-from .ssl import available_ssl_methods
+from .experiment import ExperimentRun, RunStatus, run_status
+from .output_lock import OutputLock
+from .recipes import available_strategies, check_config, strategy_kind
+from .wandb_logging import make_wandb_logger
+from ..ssl import available_ssl_methods
 
 __all__ = ["GridRun", "GridSpec", "SUPERVISED_FOLDER", "run_grid"]
 
@@ -136,7 +139,7 @@ class GridSpec:
     def config_of(self, run: GridRun) -> ExperimentConfig:
         """The configuration of one run (files, common overrides, then strategy, SSL method and seed)."""
         extra = [f"strategy={run.strategy}", f"seed={run.seed}"] + ([f"ssl.name={run.ssl}"] if run.ssl else [])
-        return ExperimentConfig.from_sources(files=self.config, overrides=self.overrides + extra)
+        return check_config(ExperimentConfig.from_sources(files=self.config, overrides=self.overrides + extra))
 
 
 def _accuracy_note(results: Dict[str, Any]) -> str:
@@ -150,9 +153,6 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
     """Run every run of ``spec`` that is not finished; returns the runs by outcome (``reused``,
     ``resumed``, ``trained``, ``failed``). A failed run (bad data, diverged training) is reported
     and the grid goes on; interrupting the grid (Ctrl-C) keeps every completed task."""
-    from .experiment import ExperimentRun, RunStatus, run_status
-    from .output_lock import OutputLock
-
     configs = [(run, spec.config_of(run)) for run in spec.runs()]  # every configuration is checked first
     echo(f"grid {spec.name}: {len(configs)} runs into {spec.output}")
     outcome: Dict[str, List[GridRun]] = {"reused": [], "resumed": [], "trained": [], "failed": []}
@@ -176,8 +176,6 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
                 if status is RunStatus.INTERRUPTED:
                     experiment.restore()
                 if wandb:
-                    from .wandb_logging import make_wandb_logger
-
                     logger = make_wandb_logger(cfg, run.output, group=spec.name, job_type=run.strategy)
                     experiment.add_logger(logger)
                 results = experiment.run()

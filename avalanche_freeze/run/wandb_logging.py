@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
@@ -23,28 +22,11 @@ from matplotlib.figure import Figure
 from PIL.Image import Image
 from torch import Tensor
 
-from .continual_metrics import SUMMARIES
-from .validation import check_number
+from ..analysis.continual_metrics import SUMMARIES
+from .config import WandBConfig
+from .recipes import strategy_kind
 
-__all__ = ["SSLWandBLogger", "WandBConfig", "log_report", "make_wandb_logger"]
-
-
-@dataclass
-class WandBConfig:
-    """The ``wandb`` configuration section.
-
-    Attributes:
-        enabled: log the run to Weights & Biases (offline unless logged in; the CLI's ``--wandb``).
-        project: the W&B project ("avalanche-freeze").
-        init_timeout: seconds to wait for W&B's server before logging offline instead (60).
-    """
-
-    enabled: bool = False
-    project: str = "avalanche-freeze"
-    init_timeout: float = 60.0
-
-    def __post_init__(self) -> None:
-        check_number("init_timeout", self.init_timeout, above=0)
+__all__ = ["SSLWandBLogger", "log_report", "make_wandb_logger"]
 
 
 class SSLWandBLogger(WandBLogger):
@@ -126,8 +108,6 @@ def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_typ
 
     _offline_unless_logged_in()
     output.mkdir(parents=True, exist_ok=True)
-    from .recipes import strategy_kind
-
     method = "supervised" if strategy_kind(cfg.strategy) == "supervised" else cfg.ssl.name
     options = {"project_name": cfg.wandb.project, "config": cfg.to_dict(), "dir": str(output),
                "run_name": f"{cfg.data.benchmark}-{method}-{cfg.strategy}-s{cfg.seed}"}
@@ -146,7 +126,7 @@ def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_typ
 
 def log_report(files: Dict[str, Path], table: Sequence[Sequence[str]], header: Sequence[str], *, output: Path,
                project: str = WandBConfig.project, group: Optional[str] = None) -> str:
-    """Log a report (:func:`~avalanche_freeze.report.write_report`) as one W&B run of job type
+    """Log a report (:func:`~avalanche_freeze.analysis.report.write_report`) as one W&B run of job type
     ``report`` in ``group``: every PNG as an image, the summary as a table. Offline unless logged
     in; returns the run's folder."""
     import wandb

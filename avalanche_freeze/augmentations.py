@@ -74,8 +74,8 @@ class TwoViewAugmentation(nn.Module):
         channels: 1 (grayscale) or 3 (RGB).
         mean: per-channel normalisation mean.
         std: per-channel normalisation standard deviation.
-        min_scale, brightness, contrast, saturation, hue, color_jitter_p, grayscale_p,
-            blur_p: the strong views' options (see :class:`AugmentConfig`).
+        min_scale, brightness, contrast, saturation, hue, color_jitter_p, grayscale_p, blur_p: the strong
+            views' options (see :class:`AugmentConfig`).
 
     ``forward(x)`` returns two strongly augmented, normalised views;
     :meth:`light` is LUMP's buffer transform (its reference's unsupervised-mode

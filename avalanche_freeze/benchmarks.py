@@ -4,14 +4,14 @@ Every benchmark is an Avalanche class-incremental benchmark (``nc_benchmark``)
 whose datasets yield un-augmented ``float`` image tensors in ``[0, 1]``; the
 strategy applies the two-view augmentation on the device. Available:
 
-===================  ==========================  ======================================
-name                 default split               data
-===================  ==========================  ======================================
-``fmnist``           5 tasks x 2 classes         embedded: Fashion-MNIST (see below)
-``cifar10``          5 tasks x 2 classes         ``<data_root>/cifar-10-batches-py/``
-``cifar100``         20 tasks x 5 classes        ``<data_root>/cifar-100-python/``
-``tinyimagenet``     20 tasks x 5 (classes 0-99) ``<data_root>/tiny-imagenet-200/``
-===================  ==========================  ======================================
+===================  ============================  ======================================
+name                 default split                 data
+===================  ============================  ======================================
+``fmnist``           5 tasks x 2 classes           embedded: Fashion-MNIST (see below)
+``cifar10``          5 tasks x 2 classes           ``<data_root>/cifar-10-batches-py/``
+``cifar100``         20 tasks x 5 classes          ``<data_root>/cifar-100-python/``
+``tinyimagenet``     20 tasks x 5 (classes 0-99)   ``<data_root>/tiny-imagenet-200/``
+===================  ============================  ======================================
 
 Fashion-MNIST is looked for, in order, in ``data_root`` (the four IDX files,
 gzipped or not, directly or under ``FashionMNIST/raw``), in Debian's

@@ -29,8 +29,9 @@ import traceback
 from pathlib import Path
 from typing import List, Optional
 
-from .analysis.report import summary_table, write_report
+from .analysis.report import write_report
 from .analysis.results import format_results_table
+from .analysis.summary import summary_table
 from .benchmarks import DatasetError
 from .distributed import init_distributed, is_main_process, launched_by_torchrun, shutdown
 from .health import TrainingHealthError

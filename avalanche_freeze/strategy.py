@@ -266,8 +266,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
             evaluated experience).
         probe_bank_stream: optional training stream used for probe banks of
             experiences not trained yet (task-incremental evaluation of future tasks).
-        train_mb_size, train_epochs, eval_mb_size, device, plugins, evaluator,
-            eval_every: as in Avalanche's templates.
+        train_mb_size, train_epochs, eval_mb_size, device, plugins, evaluator, eval_every: as in
+            Avalanche's templates.
         num_workers: dataloader workers.
         precision: ``32`` (float32, default), ``bf16`` (bfloat16 autocast) or ``16`` (float16
             autocast with a gradient scaler). The training forward runs under autocast; SSL

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 from pathlib import Path
@@ -46,12 +45,14 @@ from avalanche_freeze.run.config import ConfigError, ExperimentConfig
 from avalanche_freeze.run.experiment import run_or_reuse
 from avalanche_freeze.freezing.decision import backbone_layout
 from avalanche_freeze.freezing.schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
+from avalanche_freeze.analysis import stats
+from avalanche_freeze.analysis.plots import plot_cells_accuracy_vs_flops
 from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
 from avalanche_freeze.analysis.results import format_table
+from avalanche_freeze.analysis.stats import Z_ONE_SIDED_95, efficiency_ratio, format_spread
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
 MARGIN = 0.3  # points: the accuracy targets' margin (rule >= LUMP - 0.3)
-Z_ONE_SIDED_95 = 1.645
 
 
 def _config(files, overrides: List[str]) -> ExperimentConfig:
@@ -83,21 +84,6 @@ def fixed_prefix_arm(spec: str, n_blocks: int) -> tuple:
         raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK >= 2 (task 1 trains every "
                          f"unit) and 1 <= BLOCKS <= {n_blocks}")
     return f"fixed{task}_{blocks}b", [[task - 1, 0, blocks]]
-
-
-def _mean_std(values: List[float]) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values):.2f}"
-
-
-def _mean_se(values: List[float]) -> str:
-    """Mean +- standard error of the mean (``stdev / sqrt(n)``)."""
-    if len(values) < 2:
-        return _mean_std(values)
-    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) / len(values) ** 0.5:.2f}"
 
 
 def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
@@ -149,10 +135,9 @@ def _arm_summary(arm: str, by_seed: Dict[int, Dict], lump_by_seed: Dict[int, Dic
         out[f"acc_{key}"] = [100 * r["avg_acc"][key] for r in results]
         out[f"forgetting_{key}"] = [100 * r["forgetting_max"][key] for r in results]
     out["bwd_flops"] = [tot(r, "BwdFLOPs_Exp") for r in results]
-    out["bwd_ratio"] = [tot(lr, "BwdFLOPs_Exp") / tot(r, "BwdFLOPs_Exp") for r, lr in zip(results, lump)]
-    out["act_ratio"] = [tot(lr, "SavedActBytes_Iter_mean") / tot(r, "SavedActBytes_Iter_mean")
-                        for r, lr in zip(results, lump)]
-    out["time_ratio"] = [tot(lr, "TrainTime_Exp") / tot(r, "TrainTime_Exp") for r, lr in zip(results, lump)]
+    for name, key in (("bwd_ratio", "BwdFLOPs_Exp"), ("act_ratio", "SavedActBytes_Iter_mean"),
+                      ("time_ratio", "TrainTime_Exp")):
+        out[name] = [efficiency_ratio(lr, r, key) for r, lr in zip(results, lump)]
     out["decision_s"] = [tot(r, "FreezeDecisionTime_Exp") if "FreezeDecisionTime_Exp" in r["efficiency_total"]
                          else 0.0 for r in results]
     out["train_s"] = [tot(r, "TrainTime_Exp") for r in results]
@@ -168,8 +153,8 @@ def _arm_summary(arm: str, by_seed: Dict[int, Dict], lump_by_seed: Dict[int, Dic
 def _print_cell(cell: Dict) -> None:
     rows = []
     for arm, s in cell["arms"].items():
-        rows.append([arm, ",".join(map(str, s["seeds"])), _mean_std(s["acc_knn_ci"]), _mean_std(s["acc_knn_ti"]),
-                     _mean_std(s["forgetting_knn_ci"]), _mean_std(s["forgetting_knn_ti"]),
+        rows.append([arm, ",".join(map(str, s["seeds"])), format_spread(s["acc_knn_ci"]), format_spread(s["acc_knn_ti"]),
+                     format_spread(s["forgetting_knn_ci"]), format_spread(s["forgetting_knn_ti"]),
                      f"{statistics.mean(s['bwd_ratio']):.3f}", f"{statistics.mean(s['act_ratio']):.3f}",
                      f"{statistics.median(s['time_ratio']):.3f}", f"{statistics.mean(s['decision_s']):.1f}",
                      " / ".join(",".join(map(str, b)) for b in s["frozen_blocks"])])
@@ -194,22 +179,13 @@ def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
 
 
 def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_95) -> int:
-    """Seeds a paired comparison needs to put a one-sided 95 % bound within ``margin`` points of
-    its mean: ``ceil((z * sd / margin) ** 2)``, ``sd`` being the per-seed standard deviation of the
-    paired differences. With that many seeds, the bound ``mean - z * sd / sqrt(n)`` of an arm
-    truly equal to LUMP falls at ``-margin`` on average (it clears a ``-margin`` target in about
-    half of such experiments); with fewer seeds it falls below ``-margin`` on average.
-
-    Example: ``seeds_for_margin(3.0)`` is 271; ``seeds_for_margin(0.6)`` is 11.
-    """
-    if margin <= 0:
-        raise ValueError(f"margin {margin!r} is not accepted; accepted: a positive number of points")
-    return math.ceil((z * sd / margin) ** 2)
+    """:func:`avalanche_freeze.analysis.stats.seeds_for_margin` at the accuracy targets' margin (0.3 points)."""
+    return stats.seeds_for_margin(sd, margin, z)
 
 
 def _print_paired(cell: Dict) -> None:
     by_arm = {arm: paired_differences(cell, arm) for arm in cell["arms"] if arm != "rule"}
-    rows = [[arm] + [f"{_mean_se(d)} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()]
+    rows = [[arm] + [f"{format_spread(d, spread='se')} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()]
             for arm, diffs in by_arm.items()]
     print("rule minus arm, paired by seed (mean +- standard error over seeds; in parentheses: seeds where the "
           "rule's value is higher; for forgetting, higher is worse)")
@@ -239,37 +215,6 @@ def _line(cells: List[Dict]) -> str:
         f"knn_acc_delta={mean_over(lambda c: statistics.mean(rule(c)['acc_knn_ci']) - statistics.mean(lump(c)['acc_knn_ci'])):.2f} "  # noqa: E501
         f"forgetting_delta={mean_over(lambda c: statistics.mean(rule(c)['forgetting_knn_ci']) - statistics.mean(lump(c)['forgetting_knn_ci'])):.2f}"  # noqa: E501
     )
-
-
-def plot(cells: List[Dict], path: Path) -> None:
-    """Accuracy (kNN, class-incremental) vs backward FLOPs per arm, mean and spread over seeds, one panel per cell."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
-    markers = {"lump": "s", "rule": "*", "fixed2": "o", "fixed3": "^", "freezeout": "D", "random": "x"}
-    colours = {arm: f"C{i}" for i, arm in enumerate(markers)}
-    for ax, cell in zip(axes[0], cells):
-        for arm, s in cell["arms"].items():
-            colours.setdefault(arm, f"C{len(colours) % 10}")
-            flops = [f / 1e12 for f in s["bwd_flops"]]
-            acc = s["acc_knn_ci"]
-            ax.errorbar(statistics.mean(flops), statistics.mean(acc),
-                        xerr=statistics.stdev(flops) if len(flops) > 1 else 0,
-                        yerr=statistics.stdev(acc) if len(acc) > 1 else 0,
-                        fmt=markers.get(arm, "P"), color=colours[arm], ms=10 if arm == "rule" else 6, capsize=3,
-                        label=f"{arm} ({len(acc)} seed{'s' if len(acc) > 1 else ''})")
-        ax.set_title(f"{cell['ssl']}, {cell['epochs']} epochs/task", fontsize=10)
-        ax.set_xlabel("backward TFLOPs (whole run)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
-    axes[0][0].set_ylabel("kNN accuracy, class-incr. (%)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:
@@ -324,7 +269,7 @@ def main(argv=None) -> int:
     line = _line(cells)
     (args.output / "bench.json").write_text(json.dumps({"cells": cells, "line": line}, indent=2))
     if args.plot:
-        plot(cells, args.plot)
+        plot_cells_accuracy_vs_flops(cells, args.plot)
         print(f"\nplot written to {args.plot}")
     print(line)
     return 0

@@ -54,12 +54,12 @@ def main(argv=None) -> int:
     for task in range(args.tasks):
         x = smooth_images(args.n_samples, task, args.device)
         start = time.perf_counter()
-        plugin.add_task_bases(net, x)
+        plugin.measure.add_task_bases(net, x, open_units=plugin.open_units(net))
         seconds = time.perf_counter() - start
         plugin.start_window(net, x)
         net.zero_grad()
         net(x[:32]).pow(2).mean().backward()
-        plugin.accumulate_gradients(net)
+        plugin.measure.observe_backward(net, open_units=plugin.open_units(net))
         held = plugin.memory_bytes()
         bases, grams, sums = held["bases"], held["gate"], held["gradient_sums"]
         buffer = io.BytesIO()

@@ -1,10 +1,18 @@
-"""Shared fixtures: a synthetic in-memory benchmark (no dataset needed) and the embedded one."""
+"""Shared fixtures and helpers: a synthetic in-memory benchmark (no dataset needed), the embedded one,
+tiny settings for end-to-end runs. ``unit/`` tests parts on synthetic data; ``e2e/`` runs the command
+line, the experiment scripts and the documentation's code on the embedded data."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
 from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
 from avalanche_freeze.benchmarks import DEBIAN_FASHION_MNIST, ImageTensorDataset, benchmark_from_datasets
+from avalanche_freeze.cli import main as cli_main
+
+#: The repository's root (``README.md``, ``experiments/``, ``docs/``).
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -70,3 +78,30 @@ TINY_SET = ["train.epochs=1", "data.max_train_per_task=128", "data.max_test_per_
 def without_timing(history):
     """A freezing history without the wall time of each decision (which differs between runs)."""
     return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
+def run_cli(tmp_path, *extra, name="run"):
+    """``avalanche-freeze run`` at the tiny settings into ``tmp_path / name``; returns the exit code."""
+    args = ["run", "--quiet", "--output", str(tmp_path / name)]
+    for item in TINY_SET:
+        args += ["--set", item]
+    return cli_main(args + list(extra))
+
+
+def write_fmnist(folder, *, labels, shape=(28, 28), skip=None):
+    """Four IDX files of random images with the given labels (train and test alike)."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    images = np.random.default_rng(0).integers(0, 256, (len(labels), *shape), dtype=np.uint8)
+
+    def idx(array):
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        return header + array.tobytes()
+
+    for split in ("train", "t10k"):
+        for kind, array in (("images-idx3", images), ("labels-idx1", np.asarray(labels, dtype=np.uint8))):
+            name = f"{split}-{kind}-ubyte"
+            if name != skip:
+                (folder / name).write_bytes(idx(array))
+    return folder

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .continual_metrics import SUMMARIES, as_rows, average_accuracy, summarize
+from .stats import efficiency_ratio
 
 __all__ = ["EFFICIENCY_TOTALS", "KNN_PROTOCOLS", "RunResults", "format_results_table", "format_table",
            "paired_deltas"]
@@ -139,7 +140,7 @@ def format_results_table(results: Dict[str, Any]) -> str:
     return "\n\n".join(blocks)
 
 
-def paired_deltas(lump: Dict[str, Any], rule: Dict[str, Any]) -> Tuple[float, Dict[str, float], Dict[str, float]]:
+def paired_deltas(lump: Dict[str, Any], rule: Dict[str, Any]) -> Tuple[Optional[float], Dict[str, float], Dict[str, float]]:
     """LUMP's backward FLOPs over the rule's, and the rule's accuracy and forgetting minus
     LUMP's (in points, per kNN protocol), for two ``results.json`` of the same seed.
 
@@ -156,7 +157,7 @@ def paired_deltas(lump: Dict[str, Any], rule: Dict[str, Any]) -> Tuple[float, Di
         >>> ratio, round(acc["knn_ci"], 2), round(fgt["knn_ti"], 2)
         (1.5, 1.0, 2.0)
     """
-    ratio = lump["efficiency_total"]["BwdFLOPs_Exp"] / rule["efficiency_total"]["BwdFLOPs_Exp"]
+    ratio = efficiency_ratio(lump, rule, "BwdFLOPs_Exp")
     acc = {k: 100 * (rule["avg_acc"][k] - lump["avg_acc"][k]) for k in KNN_PROTOCOLS}
     fgt = {k: 100 * (rule["forgetting_max"][k] - lump["forgetting_max"][k]) for k in KNN_PROTOCOLS}
     return ratio, acc, fgt

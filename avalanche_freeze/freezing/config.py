@@ -27,7 +27,7 @@ class FreezeConfig:
 
     The defaults (``tau``, ``stability``, ``max_frozen_share``, ``first_task``) were chosen on
     validation data (unused training images of Split Fashion-MNIST, three seeds), never on
-    test accuracy (see ``experiments/tune_freeze.py`` and the README's Design notes);
+    test accuracy (see ``experiments/tune_freeze.py`` and docs/methods/freezing.md);
     ``measure`` and ``decide_every`` (one epoch there) were not tuned.
 
     Attributes:

@@ -10,26 +10,27 @@ several sections at once live with the recipes (:func:`~avalanche_freeze.run.rec
 in order: defaults, a base mapping, YAML files, then ``key=value`` overrides with dotted
 keys (``lump.mem_size=512``), through OmegaConf, which checks every value's type.
 
-=================  ===========================================================
-section            keys
-=================  ===========================================================
-(top level)        ``strategy``, ``seed``, ``device``, ``num_workers``
-``data``           ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``
-``augment``        ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
-``model``          ``width``
-``ssl``            ``name``, ``proj_dim``, ``pred_dim``, ``options``
-``train``          ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
-``eval``           ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
-``lump``           ``mem_size``, ``alpha``
-``freeze``         ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``schedule``
-``si``, ``der``,   the baselines' options
+======================  ===========================================================
+section                 keys
+======================  ===========================================================
+(top level)             ``strategy``, ``seed``, ``device``, ``num_workers``
+``data``                ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``
+``augment``             ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
+``model``               ``width``
+``ssl``                 ``name``, ``proj_dim``, ``pred_dim``, ``options``
+``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
+``eval``                ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
+``lump``                ``mem_size``, ``alpha``
+``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``schedule``
+``si``, ``der``,        the baselines' options
 ``cassle``, ``pfr``,
 ``ewc``
-``supervised``     ``lr``, ``mem_size``, ``ewc_lambda``, ``lwf_alpha``, ``lwf_temperature``, ``der_alpha``, ``der_beta``, ``augment`` (Avalanche's supervised strategies)
-``health``         ``on_nan``, ``collapse_std``
-``metrics``        ``flops_every``
-``wandb``          ``enabled``, ``project``
-=================  ===========================================================
+``supervised``          ``lr``, ``mem_size``, ``ewc_lambda``, ``lwf_alpha``, ``lwf_temperature``, ``der_alpha``, ``der_beta``, ``augment`` (Avalanche's supervised strategies)
+``health``              ``on_nan``, ``collapse_std``
+``metrics``             ``flops_every``
+``wandb``               ``enabled``, ``project``
+======================  ===========================================================
+
 
 The flat keys of release 0.1 (``lump_mem_size``, ``freeze_tau``, ``epochs``, ...) are still
 read, with a ``FutureWarning`` naming the new key; they will be removed in the next release.
@@ -67,7 +68,7 @@ from ..strategy import TrainConfig
 from ..validation import ConfigError, check_number, not_accepted
 from .supervised import SupervisedConfig
 
-__all__ = ["ConfigError", "DEPRECATED_KEYS", "ExperimentConfig", "WandBConfig", "flatten", "load_yaml"]
+__all__ = ["DEPRECATED_KEYS", "ExperimentConfig", "WandBConfig", "flatten", "load_yaml"]
 
 #: Flat keys of release 0.1 and the dotted keys that replace them.
 DEPRECATED_KEYS: Dict[str, str] = {

@@ -8,7 +8,7 @@ from avalanche_freeze.run.config import ConfigError, ExperimentConfig
 from avalanche_freeze.plugins import CorrelationFreezePlugin, LUMPPlugin
 from avalanche_freeze.ssl import BarlowTwins, SimSiam
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -113,18 +113,18 @@ def test_freezing_ignores_gradients_of_skipped_float16_steps(tiny_bench):
     plugin = CorrelationFreezePlugin(decide_every=4)
     net = CifarResNet18(width=0.125, in_channels=1)
     net(torch.randn(2, 1, 16, 16)).sum().backward()
-    plugin.accumulate_gradients(net)
-    before = {i: [s.clone() for s in sums] for i, sums in plugin._grad_sums.items()}
+    plugin.measure.observe_backward(net, open_units=plugin.open_units(net))
+    before = {i: [s.clone() for s in sums] for i, sums in plugin.measure.grad_sums.items()}
     assert before
     stem = net.units[0][0].weight
     stem.grad[0, 0, 0, 0] = float("inf")
-    plugin.accumulate_gradients(net)
-    for i, sums in plugin._grad_sums.items():
+    plugin.measure.observe_backward(net, open_units=plugin.open_units(net))
+    for i, sums in plugin.measure.grad_sums.items():
         for s, b in zip(sums, before[i]):
             torch.testing.assert_close(s, b)
     stem.grad[0, 0, 0, 0] = 0.0
-    plugin.accumulate_gradients(net)  # finite again: added
-    assert not torch.equal(plugin._grad_sums[0][0], before[0][0])
+    plugin.measure.observe_backward(net, open_units=plugin.open_units(net))  # finite again: added
+    assert not torch.equal(plugin.measure.grad_sums[0][0], before[0][0])
 
 
 @pytest.mark.parametrize("precision", ["bf16", "16"])

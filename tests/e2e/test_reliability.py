@@ -15,8 +15,7 @@ from avalanche_freeze.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, sa
 from avalanche_freeze.cli import main
 from avalanche_freeze.run.output_lock import LOCK_NAME
 
-from .conftest import TINY_SET, without_timing
-from .test_datasets import write_fmnist
+from ..conftest import TINY_SET, without_timing, write_fmnist
 
 
 def run_cli(output, *extra):
@@ -241,7 +240,7 @@ def test_overwrite_removes_the_previous_results_first_and_resume_accepts_logging
 def test_nan_weights_stop_the_run_before_evaluation(tiny_bench):
     from avalanche_freeze.health import TrainingHealthError, TrainingHealthPlugin
 
-    from .conftest import make_strategy
+    from ..conftest import make_strategy
 
     class Poison:  # a last step that leaves a NaN weight
         def after_training_epoch(self, strategy, **kw):

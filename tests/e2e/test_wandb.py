@@ -9,7 +9,7 @@ import torch
 from avalanche_freeze.cli import main
 from avalanche_freeze.run.wandb_logging import SSLWandBLogger
 
-from .conftest import TINY_SET
+from ..conftest import TINY_SET
 
 
 def test_scalars_histograms_and_monotone_steps():

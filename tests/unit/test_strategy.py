@@ -10,7 +10,7 @@ from avalanche_freeze.evaluation import probe_accuracy_metrics
 from avalanche_freeze.probes import KNNProbe
 from avalanche_freeze.protocols import SelfSupervisedState
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 
 def test_strategy_with_avalanche_evaluation_plugin(tiny_bench):

@@ -54,7 +54,7 @@ def test_counted_iterations_are_kept_out_of_training_time(tiny_bench, monkeypatc
 
     monkeypatch.setattr(efficiency, "FlopCounterMode", SlowCounter)
     metric = efficiency.EfficiencyMetrics(count_every=2)
-    from .conftest import make_strategy
+    from ..conftest import make_strategy
 
     s = make_strategy(tiny_bench, evaluator=EvaluationPlugin(metric, loggers=[]), train_mb_size=16, train_epochs=3)
     start = time.perf_counter()

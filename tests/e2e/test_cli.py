@@ -9,14 +9,7 @@ import pytest
 from avalanche_freeze.cli import main
 from avalanche_freeze.run.recipes import available_strategies
 
-from .conftest import TINY_SET
-
-
-def run_cli(tmp_path, *extra, name="run"):
-    args = ["run", "--quiet", "--output", str(tmp_path / name)]
-    for item in TINY_SET:
-        args += ["--set", item]
-    return main(args + list(extra))
+from ..conftest import REPO, TINY_SET, run_cli
 
 
 def test_cli_end_to_end_writes_results(tmp_path, fmnist_available, capsys):
@@ -103,7 +96,7 @@ def test_the_sweep_file_runs_the_cli_with_accepted_values():
     from avalanche_freeze.cli import _parser
     from avalanche_freeze.run.config import ExperimentConfig
 
-    root = Path(__file__).resolve().parents[1]
+    root = REPO
     sweep = yaml.safe_load((root / "experiments/sweeps/freeze.yaml").read_text())
     command = [c for c in sweep["command"] if not c.startswith("${")]
     assert command[0] == sweep["program"] == "avalanche-freeze"

@@ -14,7 +14,7 @@ from avalanche_freeze.plugins import CorrelationFreezePlugin
 from avalanche_freeze.backbones import unit_compute_shares
 from avalanche_freeze.freezing.prefix import remove_from_optimizer
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 
 def _train_step(net, opt, x):
@@ -203,7 +203,7 @@ def test_plugin_works_with_avalanche_naive(tiny_bench):
 def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_for_noise():
     from avalanche_freeze.benchmarks import benchmark_from_datasets
 
-    from .conftest import synthetic_images
+    from ..conftest import synthetic_images
 
     bench = benchmark_from_datasets(synthetic_images(200, seed=0), synthetic_images(16, seed=1), name="synthetic",
                                     n_experiences=5, class_order=list(range(10)), image_size=16, channels=1,
@@ -211,14 +211,14 @@ def test_normalized_score_is_near_one_for_the_same_distribution_and_near_zero_fo
     plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, n_samples=64, normalize=True, tau=1.0)
     s = make_strategy(bench, [plugin], train_epochs=2)
     s.train(bench.benchmark.train_stream[0])
-    assert len(plugin.ceilings) == len(s.backbone.units)  # from held-out samples of the finished task
+    assert len(plugin.measure.ceilings) == len(s.backbone.units)  # from held-out samples of the finished task
     data = bench.benchmark.train_stream[0].dataset.eval()
     unseen = s.augmentation.normalize(torch.stack([data[i][0] for i in range(200, 264)]))  # neither basis nor ceiling
     floor_noise = s.augmentation.normalize(torch.rand(unseen.shape))
     other_noise = s.augmentation.normalize(torch.rand(unseen.shape))
-    same = plugin.normalized_scores(s.backbone, unseen, floor_noise)
-    noise = plugin.normalized_scores(s.backbone, other_noise, floor_noise)
-    raw_noise = plugin.raw_scores(s.backbone, other_noise)
+    same = plugin.measure.normalized_scores(s.backbone, unseen, floor_noise)
+    noise = plugin.measure.normalized_scores(s.backbone, other_noise, floor_noise)
+    raw_noise = plugin.measure.raw_scores(s.backbone, other_noise)
     assert min(same) > 0.9 and max(noise) < 0.1, (same, noise)
     assert max(raw_noise) > 0.1  # the raw ratio of noise is not near 0: that is what the floor removes
 
@@ -258,14 +258,14 @@ def test_gradient_score_is_high_on_old_input_directions_and_low_on_new_ones():
         x[:, channel] = torch.rand(16, 16, 16)
         return x
 
-    plugin.add_task_bases(net, images(0))
-    assert len(plugin.patch_bases[0][0]) == 1  # stem: one conv, one old task
+    plugin.measure.add_task_bases(net, images(0), open_units=plugin.open_units(net))
+    assert len(plugin.measure.patch_bases[0][0]) == 1  # stem: one conv, one old task
     for channel, expected in ((0, 1.0), (1, 0.0)):
         net.zero_grad()
         net(images(channel)).pow(2).mean().backward()
         plugin.start_window(net, images(channel))
-        plugin.accumulate_gradients(net)
-        assert plugin.gradient_scores(net)[0] == pytest.approx(expected, abs=0.02)
+        plugin.measure.observe_backward(net, open_units=plugin.open_units(net))
+        assert plugin.measure.scores(net, None)[0] == pytest.approx(expected, abs=0.02)
 
 
 # ------------------------------------------------------------------ the stability gate
@@ -286,13 +286,13 @@ def test_gate_accepts_converged_units_and_refuses_a_reinitialised_one():
     plugin = CorrelationFreezePlugin(stability=0.99, n_samples=32)
     plugin.start_window(net, x)
     steps(16)
-    settled = plugin.stability_scores(net)
+    settled = plugin.gate.values(net)
     assert min(settled) >= 0.99, settled
     plugin.start_window(net, x)
     for m in net.units[3].modules():  # layer1.2's weights just re-initialised
         if hasattr(m, "reset_parameters") and m is not net.units[3]:
             m.reset_parameters()
-    after_reset = plugin.stability_scores(net)
+    after_reset = plugin.gate.values(net)
     assert min(after_reset[:3]) >= 0.99 and after_reset[3] < 0.99, after_reset
 
 
@@ -331,13 +331,14 @@ def test_first_task_holds_every_unit_trainable_until_that_task(tiny_bench):
     plugin = CorrelationFreezePlugin(measure="gradient", tau=0.0, stability=0.0, decide_every=3,
                                      max_frozen_share=0.3, n_samples=16, first_task=3)
     summed_in = []  # tasks_done at each gradient accumulation
-    accumulate = plugin.accumulate_gradients
-    plugin.accumulate_gradients = lambda backbone: (summed_in.append(plugin.tasks_done), accumulate(backbone))
+    accumulate = plugin.measure.observe_backward
+    plugin.measure.observe_backward = lambda backbone, **kw: (summed_in.append(plugin.tasks_done),
+                                                              accumulate(backbone, **kw))
     s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)  # 8 iterations per task
     for exp in tiny_bench.benchmark.train_stream[:2]:
         s.train(exp)
     assert s.backbone.num_frozen_units == 0 and not plugin.history and not summed_in  # task 2: no decision
-    assert len(plugin.patch_bases[0][0]) == 2  # stem conv: one input-patch basis per old task
+    assert len(plugin.measure.patch_bases[0][0]) == 2  # stem conv: one input-patch basis per old task
     s.train(tiny_bench.benchmark.train_stream[2])
     assert [inside for exp, inside in spy.stem_in_optimizer if exp == 2] == [True] * 3 + [False] * 5
     assert [(h["experience"], h["iteration"]) for h in plugin.history] == [(2, 3)]
@@ -389,7 +390,7 @@ def test_gate_reference_task_remembers_a_move_and_check_forgets_it(reference, st
     for m in net.units[3].modules():  # layer1.2 moves once, between the start and the first check
         if hasattr(m, "reset_parameters") and m is not net.units[3]:
             m.reset_parameters()
-    assert plugin.stability_scores(net)[3] < 0.99
-    second = plugin.stability_scores(net)  # nothing moved since the first check
+    assert plugin.gate.values(net)[3] < 0.99
+    second = plugin.gate.values(net)  # nothing moved since the first check
     assert min(second[:3]) >= 0.99
     assert (second[3] < 0.99) is still_refused, second

@@ -10,7 +10,8 @@ import pytest
 from avalanche_freeze.cli import main as cli_main
 from avalanche_freeze.freezing.decision import STOP_REASONS, PrefixChoice, choose_prefix, replay_decisions
 
-from .conftest import TINY_SET
+from ..conftest import REPO, TINY_SET
+
 
 SHARES = [0.1, 0.2, 0.3, 0.4]
 
@@ -84,7 +85,7 @@ def test_a_replay_stops_at_the_first_check_decided_otherwise():
 
 
 def _replay_script():
-    path = Path(__file__).resolve().parent.parent / "experiments" / "replay_freeze.py"
+    path = REPO / "experiments" / "replay_freeze.py"
     spec = importlib.util.spec_from_file_location("replay_freeze", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -8,7 +8,7 @@ import torch
 from avalanche_freeze import CifarResNet18
 from avalanche_freeze.health import TrainingHealthError, TrainingHealthPlugin
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 
 def _strategy(bench, health, collapsed: bool):

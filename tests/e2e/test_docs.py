@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..conftest import REPO
+
 #: Pages whose ``python`` blocks run, in order, as one script each.
-RUNNABLE = [ROOT / "README.md", *sorted((ROOT / "docs" / "guide").glob("*.md"))]
+RUNNABLE = [REPO / "README.md", *sorted((REPO / "docs" / "guide").glob("*.md"))]
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
@@ -18,13 +19,13 @@ def python_blocks(page: Path):
 
 
 def test_the_readme_fits_on_two_screens_and_has_its_quick_start():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 200
     assert "pip install -e ." in text and "make run" in text and "make test" in text
-    assert len(python_blocks(ROOT / "README.md")) >= 1
+    assert len(python_blocks(REPO / "README.md")) >= 1
 
 
-@pytest.mark.parametrize("page", [p for p in RUNNABLE if python_blocks(p)], ids=lambda p: p.relative_to(ROOT).as_posix())
+@pytest.mark.parametrize("page", [p for p in RUNNABLE if python_blocks(p)], ids=lambda p: p.relative_to(REPO).as_posix())
 def test_python_blocks_of_a_page_run(page, tmp_path, fmnist_available):
     script = tmp_path / "page.py"
     script.write_text("\n\n".join(python_blocks(page)), encoding="utf-8")
@@ -40,7 +41,7 @@ def _links(page: Path):
 
 
 def test_every_relative_link_of_the_readme_and_docs_points_to_a_file():
-    pages = [ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").rglob("*.md")]
+    pages = [REPO / "README.md", REPO / "CHANGELOG.md", *(REPO / "docs").rglob("*.md")]
     broken = []
     for page in pages:
         for link in _links(page):
@@ -48,5 +49,5 @@ def test_every_relative_link_of_the_readme_and_docs_points_to_a_file():
                 continue
             target = (page.parent / link.split("#")[0]).resolve()
             if not target.exists():
-                broken.append(f"{page.relative_to(ROOT)}: {link}")
+                broken.append(f"{page.relative_to(REPO)}: {link}")
     assert not broken

@@ -9,12 +9,15 @@ import yaml
 from PIL import Image
 
 from avalanche_freeze.cli import main
+from avalanche_freeze.analysis.plots import (CURVE_PANEL, EFFICIENCY_PANEL, MATRIX_PANEL, SCATTER_PANEL, SCORE_PANEL,
+                                             figure_size)
+from avalanche_freeze.analysis.report import write_report
+from avalanche_freeze.analysis.summary import format_markdown, load_arms, summarize_arms
 from avalanche_freeze.run.config import ConfigError
 from avalanche_freeze.run.grid import GridSpec
-from avalanche_freeze.analysis.report import (CURVE_PANEL, EFFICIENCY_PANEL, MATRIX_PANEL, SCATTER_PANEL, SCORE_PANEL,
-                                     figure_size, format_markdown, load_arms, summarize_arms, write_report)
+from avalanche_freeze.run.recipes import check_config
 
-from .conftest import TINY_SET
+from ..conftest import REPO, TINY_SET
 
 
 def _results(strategy, seed, matrix, *, time=10.0, saved=100.0, bwd=1000.0, joint=False, history=None):
@@ -217,3 +220,14 @@ def test_joint_upper_bound_trains_all_tasks_at_once(tmp_path, fmnist_available):
     assert r["forgetting_max"]["knn_ci"] is None and r["learning_acc"]["knn_ti"] is None
     # both tasks' banks come from the benchmark's per-task training data (task-incremental probes)
     assert run.strategy.probe_evaluator.trained == [0, 1]
+
+
+@pytest.mark.parametrize("grid_file", sorted((REPO / "experiments" / "grids").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_grid_file_loads_and_every_run_is_a_valid_configuration(grid_file):
+    spec = GridSpec.from_file(grid_file)
+    runs = spec.runs()
+    assert runs and all(check_config(spec.config_of(run)).strategy == run.strategy for run in runs)
+    if grid_file.name == "fmnist_baselines.yaml":  # what replaced experiments/compare_strategies.py
+        assert {r.strategy for r in runs} == {"finetune", "lump", "si", "der", "cassle", "pfr"}
+        assert sorted({r.seed for r in runs}) == [0, 1, 2]

@@ -113,7 +113,7 @@ def test_avalanche_stream_forgetting_in_a_run_equals_forgetting_last(tiny_bench)
 
     from avalanche_freeze.evaluation import probe_accuracy_metrics
 
-    from .conftest import make_strategy
+    from ..conftest import make_strategy
 
     metrics = probe_accuracy_metrics(probes=("knn",), protocols=("class_incremental",), stream=False)
     s = make_strategy(tiny_bench, evaluator=EvaluationPlugin(*metrics, forgetting_metrics(stream=True)))

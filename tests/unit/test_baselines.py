@@ -10,7 +10,7 @@ from torch import nn
 
 from avalanche_freeze.plugins import CaSSLePlugin, DERPlugin, PFRPlugin, SelfSupervisedEWCPlugin, SIPlugin
 
-from .conftest import make_strategy as _strategy
+from ..conftest import make_strategy as _strategy
 
 
 class _AtBackward:

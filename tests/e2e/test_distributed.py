@@ -15,7 +15,7 @@ import torch.multiprocessing as mp
 
 from avalanche_freeze.ssl import BarlowTwins, SimCLR, SimSiam, VICReg
 
-from .conftest import TINY_SET
+from ..conftest import TINY_SET
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="torch.distributed with gloo is not available")
@@ -74,7 +74,7 @@ def _freeze_decision_worker(rank: int, init_file: str, queue) -> None:
         plugin = CorrelationFreezePlugin(decide_every=4, max_frozen_share=1.0)
         plugin.compute_shares = [1 / len(backbone.units)] * len(backbone.units)
         # the processes disagree: process 0 finds every unit correlated, process 1 none
-        plugin._scores = lambda strategy, net: [1.0 if rank == 0 else 0.0] * len(net.units)
+        plugin.measure.scores = lambda net, task: [1.0 if rank == 0 else 0.0] * len(net.units)
         strategy = SimpleNamespace(optimizer=torch.optim.SGD(backbone.parameters(), lr=0.1),
                                    experience=SimpleNamespace(current_experience=1),
                                    clock=SimpleNamespace(train_iterations=4),
@@ -107,7 +107,7 @@ def _eval_loader_worker(rank: int, init_file: str, queue) -> None:
     from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
     from avalanche_freeze.benchmarks import benchmark_from_datasets
 
-    from .conftest import synthetic_images
+    from ..conftest import synthetic_images
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
     try:

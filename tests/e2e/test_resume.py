@@ -9,8 +9,7 @@ import pytest
 from avalanche_freeze.run.config import ExperimentConfig
 from avalanche_freeze.run.experiment import ExperimentRun
 
-from .conftest import TINY_SET, without_timing
-from .test_cli import run_cli
+from ..conftest import TINY_SET, run_cli, without_timing
 
 
 @pytest.mark.parametrize("recipe", ["si", "der", "cassle", "ewc", "Replay", "EWC", "LwF", "DER"])

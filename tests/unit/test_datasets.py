@@ -5,6 +5,8 @@ import torch
 
 from avalanche_freeze.benchmarks import DatasetError, ImageTensorDataset, benchmark_from_datasets, make_benchmark
 
+from ..conftest import write_fmnist
+
 
 def test_bad_dataset_layouts(tmp_path):
     with pytest.raises(DatasetError, match="cifar-10-batches-py/data_batch_1; expected layout"):
@@ -44,25 +46,6 @@ def test_missing_fmnist_names_where_it_looked(tmp_path, monkeypatch):
         b.make_benchmark("fmnist", data_root=str(tmp_path / "partial"), download=False)
     msg = str(info.value)
     assert "partial" in msg and "missing there: t10k-labels-idx1-ubyte[.gz]" in msg and "nowhere" not in msg
-
-
-def write_fmnist(folder, *, labels, shape=(28, 28), skip=None):
-    """Four IDX files of random images with the given labels (train and test alike)."""
-    import numpy as np
-
-    folder.mkdir(parents=True, exist_ok=True)
-    images = np.random.default_rng(0).integers(0, 256, (len(labels), *shape), dtype=np.uint8)
-
-    def idx(array):
-        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-        return header + array.tobytes()
-
-    for split in ("train", "t10k"):
-        for kind, array in (("images-idx3", images), ("labels-idx1", np.asarray(labels, dtype=np.uint8))):
-            name = f"{split}-{kind}-ubyte"
-            if name != skip:
-                (folder / name).write_bytes(idx(array))
-    return folder
 
 
 @pytest.mark.parametrize("labels,shape,message", [

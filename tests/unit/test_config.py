@@ -19,7 +19,9 @@ from avalanche_freeze.plugins import (
 )
 from avalanche_freeze.run.recipes import available_strategies, build_plugins, check_config, recipe_path, strategy_kind
 
-ROOT = Path(__file__).resolve().parent.parent
+from ..conftest import REPO
+
+ROOT = REPO
 
 
 def test_sections_merge_defaults_files_and_dotted_overrides(tmp_path):

@@ -5,7 +5,7 @@ import torch
 
 from avalanche_freeze.plugins import LUMPPlugin, ReservoirBuffer
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 
 def test_reservoir_keeps_a_uniform_sample():

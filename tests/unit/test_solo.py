@@ -8,7 +8,7 @@ from avalanche_freeze.plugins import CorrelationFreezePlugin, LUMPPlugin
 from avalanche_freeze.ssl import available_ssl_methods
 from avalanche_freeze.ssl.solo import SOLO_METHODS, LinearWarmupCosineAnnealingLR, solo_available
 
-from .conftest import make_strategy
+from ..conftest import make_strategy
 
 pytestmark = pytest.mark.skipif(not solo_available(), reason="solo-learn is not installed (make setup-solo)")
 
@@ -148,7 +148,7 @@ def test_cli_runs_a_solo_method_by_name(tmp_path, fmnist_available):
 
     from avalanche_freeze.cli import main
 
-    from .conftest import TINY_SET
+    from ..conftest import TINY_SET
 
     args = ["run", "--quiet", "--strategy", "lump", "--output", str(tmp_path / "run")]
     for item in TINY_SET + ["data.n_experiences=2", "ssl.name=solo:byol", "ssl.options={proj_output_dim: 16}"]:

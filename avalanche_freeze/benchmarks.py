@@ -30,9 +30,9 @@ import gzip
 import pickle
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -40,6 +40,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from .augmentations import TwoViewAugmentation
+from .task_transforms import TASK_TRANSFORMS, TaskTransform, apply_task_transforms
 from .validation import check_choice, check_number, not_accepted
 
 __all__ = [
@@ -109,6 +110,9 @@ class DataConfig:
         eval_split: what the evaluation stream holds: ``test`` (the test set, default) or
             ``validation``: training images the run does not train on (as many per class as the
             test split would have), for choosing thresholds and defaults without the test set.
+        task_transforms: one transform per task (:mod:`~avalanche_freeze.task_transforms`:
+            ``none``, ``permute``, ``invert``, ``highpass``), applied to all of a task's images;
+            empty (default): none.
     """
 
     benchmark: str = "fmnist"
@@ -118,10 +122,16 @@ class DataConfig:
     max_train_per_task: Optional[int] = 2000
     max_test_per_task: Optional[int] = 1000
     eval_split: str = "test"
+    task_transforms: List[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         check_choice("benchmark", self.benchmark, BENCHMARKS)
         check_choice("eval_split", self.eval_split, EVAL_SPLITS)
+        for name in self.task_transforms:
+            check_choice("task_transforms", name, TASK_TRANSFORMS)
+        if self.task_transforms and self.n_experiences is not None and len(self.task_transforms) != self.n_experiences:
+            raise not_accepted("task_transforms", list(self.task_transforms),
+                               f"one transform per task (n_experiences={self.n_experiences}) or none")
         if self.root is not None and not Path(self.root).is_dir():
             raise not_accepted("root", self.root, "an existing directory or null")
         for key in ("n_experiences", "max_train_per_task", "max_test_per_task"):
@@ -390,6 +400,7 @@ def make_benchmark(
     eval_split: str = "test",
     download: bool = True,
     augmentation_options: Optional[Dict[str, Any]] = None,
+    task_transforms: Sequence[Union[str, TaskTransform]] = (),
 ) -> SSLBenchmark:
     """Build a class-incremental benchmark by name.
 
@@ -408,6 +419,7 @@ def make_benchmark(
         download: Fashion-MNIST only: allow torchvision's download as a last resort.
         augmentation_options: options of the two-view augmentation (see
             :class:`~avalanche_freeze.augmentations.AugmentConfig`).
+        task_transforms: per task, a transform of its images (see :func:`benchmark_from_datasets`).
 
     Raises:
         ValueError: unknown name or inconsistent split.
@@ -466,7 +478,8 @@ def make_benchmark(
         order = [int(c) for c in class_order]
     return benchmark_from_datasets(train, test, name=key, n_experiences=n_exp, class_order=order,
                                    image_size=spec.image_size, channels=spec.channels, mean=spec.mean, std=spec.std,
-                                   augmentation_options=augmentation_options)
+                                   augmentation_options=augmentation_options, task_transforms=task_transforms,
+                                   seed=seed)
 
 
 def benchmark_from_datasets(
@@ -481,6 +494,8 @@ def benchmark_from_datasets(
     mean: Sequence[float],
     std: Sequence[float],
     augmentation_options: Optional[Dict[str, Any]] = None,
+    task_transforms: Sequence[Union[str, TaskTransform]] = (),
+    seed: int = 0,
 ) -> SSLBenchmark:
     """A class-incremental :class:`SSLBenchmark` over in-memory datasets (any images in ``[0, 1]``).
 
@@ -491,6 +506,11 @@ def benchmark_from_datasets(
         class_order: the classes in the order tasks receive them (a permutation of ``0..K-1``).
         image_size, channels, mean, std: image geometry and normalisation of the augmentation.
         augmentation_options: further options of :class:`TwoViewAugmentation`.
+        task_transforms: empty (default), or one transform per task: a name of
+            :data:`~avalanche_freeze.task_transforms.TASK_TRANSFORMS` or a callable on float images
+            ``[N, C, H, W]`` in ``[0, 1]``. It is applied to every training and evaluation image of
+            the task, before any augmentation.
+        seed: the run's seed (``permute`` draws its permutation per task and seed).
 
     Example:
         >>> images = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8)
@@ -506,6 +526,15 @@ def benchmark_from_datasets(
     if sorted(class_order) != list(range(n_cls)):
         raise ValueError(f"class_order={list(class_order)} must be a permutation of 0..{n_cls - 1}")
     _check_split(n_experiences, n_cls, name)
+    if task_transforms:
+        if len(task_transforms) != n_experiences:
+            raise not_accepted("task_transforms", list(task_transforms),
+                               f"one transform per task ({n_experiences} tasks) or none")
+        per_task = n_cls // n_experiences
+        task_of_class = {c: i // per_task for i, c in enumerate(class_order)}
+        train, test = (ImageTensorDataset(apply_task_transforms(ds.images, [task_of_class[int(y)] for y in ds.targets],
+                                                                task_transforms, seed=seed), ds.targets)
+                       for ds in (train, test))
     bench = nc_benchmark(
         train, test, n_experiences=n_experiences, task_labels=False,
         shuffle=False, fixed_class_order=list(class_order),

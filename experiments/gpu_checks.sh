@@ -13,7 +13,7 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 "$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$OUT/gpu.txt"
-"$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/test_precision.py 2>&1 | tail -4 | tee -a "$OUT/gpu.txt"
+"$PY" -m pytest -q -p no:cacheprovider -o addopts="" tests/unit/test_precision.py 2>&1 | tail -4 | tee -a "$OUT/gpu.txt"
 "$PY" -m torch.distributed.run --standalone --nproc_per_node=1 experiments/bench_throughput.py --worker \
   '{"device": "cuda", "synthetic": true, "data_root": "", "batch_size": 256, "iters": 5, "warmup": 2, "width": 1.0,
     "frozen_units": 5, "num_workers": 0, "channels_last": false, "arm": "lump_freeze", "precision": "bf16"}' \

@@ -61,9 +61,13 @@ class RunResults:
         for key, matrix in self.data["acc_matrix"].items():
             values = accuracies.get(key, {})
             matrix.append([values.get(j) for j in range(n)])
-        self.data["efficiency"].append({**efficiency, "task": task, "frozen_blocks": frozen_blocks})
+        entry = {**efficiency, "task": task, "frozen_blocks": frozen_blocks}
         if freeze_history is not None:
             self.data["freeze_history"] = list(freeze_history)
+            # what ended the prefix at the task's last decision (None: the rule did not decide in it)
+            in_task = [h for h in freeze_history if h.get("experience") == task]
+            entry["freeze_stopped_by"] = in_task[-1].get("stopped_by") if in_task else None
+        self.data["efficiency"].append(entry)
 
     def record_joint(self, accuracies: Dict[str, Dict[int, float]], efficiency: Dict[str, float]) -> None:
         """Record a joint-training run (all tasks trained at once, evaluated once): the matrices'

@@ -15,10 +15,13 @@ from ..backbones import GRANULARITIES
 from ..validation import check_choice, check_number, not_accepted
 from .correlation import REPRESENTATIONS
 
-__all__ = ["FreezeConfig", "GATE_REFERENCES", "MEASURES"]
+__all__ = ["FreezeConfig", "GATE_REFERENCES", "MEASURES", "SCORES"]
 
 MEASURES = ("gradient", "subspace", "cka")
 GATE_REFERENCES = ("task", "check")
+#: What ``tau`` is compared with: the measure's raw ratio, or the ratio calibrated between its chance
+#: level and its same-task ceiling (:mod:`~avalanche_freeze.freezing.gradient`).
+SCORES = ("raw", "calibrated")
 
 
 @dataclass
@@ -58,6 +61,11 @@ class FreezeConfig:
             ``(s - floor) / (ceiling - floor)`` clipped to ``[0, 1]``, with ``ceiling`` the score of
             held-out samples of the task just finished against the merged basis and ``floor``
             the score of uniform-noise images (False: the raw ratio).
+        score: what ``tau`` applies to: ``raw`` (default; the measure's ratio) or ``calibrated``
+            (``gradient`` and ``subspace``: 0 at the ratio random gradients or features reach against
+            the same bases, 1 at the ratio held-out images of the old task reach; see
+            :meth:`~avalanche_freeze.freezing.gradient.GradientProjection.calibrated`). The default stays
+            ``raw`` until a calibrated ``tau`` is chosen on the validation split.
         schedule: ``[[task, iteration, blocks], ...]``: instead of deciding, freeze the first
             ``blocks`` block-level units at ``iteration`` of task ``task`` (0-based); a fixed
             schedule for controls. Empty (default): the plugin decides.
@@ -66,7 +74,7 @@ class FreezeConfig:
     #: The options a ``schedule`` does not read: with one, they do not change a run's results.
     DECISION_OPTIONS = ("measure", "tau", "stability", "gate_reference", "decide_every", "max_frozen_share",
                         "first_task", "n_samples", "energy", "representation", "center", "warmup_epochs",
-                        "normalize")
+                        "normalize", "score")
 
     measure: str = "gradient"
     tau: float = 0.8
@@ -82,6 +90,7 @@ class FreezeConfig:
     center: bool = False
     warmup_epochs: int = 1
     normalize: bool = False
+    score: str = "raw"
     schedule: List[List[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -99,6 +108,10 @@ class FreezeConfig:
         check_choice("center", self.center, (False, True))
         check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
         check_choice("normalize", self.normalize, (False, True))
+        check_choice("score", self.score, SCORES)
+        if self.score == "calibrated" and self.measure == "cka":
+            raise not_accepted("score", self.score, "raw with measure=cka (CKA has no basis to draw a chance level "
+                               "against; calibrated scores exist for gradient and subspace)")
         if self.decide_every == 0 and self.measure == "gradient":
             raise not_accepted("measure", self.measure, "subspace or cka with decide_every=0 (the gradient "
                                "measure reads the new task's gradients, so it needs decide_every > 0)")

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..backbones import FreezableBackbone
 from .config import FreezeConfig
 
-__all__ = ["CorrelationMeasure", "TaskImages", "tensor_bytes", "unit_outputs"]
+__all__ = ["CorrelationMeasure", "TaskImages", "calibrate", "tensor_bytes", "unit_outputs"]
 
 
 @dataclass
@@ -60,6 +60,24 @@ def unit_outputs(backbone: FreezableBackbone, x: Tensor) -> List[Tensor]:
     outs = backbone.forward_units(x)
     backbone.train(was_training)
     return outs
+
+
+def calibrate(raw: float, chance: float, ceiling: float) -> float:
+    """``(raw - chance) / (ceiling - chance)`` clipped to ``[0, 1]``: 0 at (or below) the chance level,
+    1 at (or above) the same-task ceiling; 0 when the ceiling does not exceed the chance level (the
+    measure cannot tell the task from chance there).
+
+    A difference over a range, not a z-score: the range is what separates an unrelated task from
+    the same task, so the value reads the same at any dimension, rank or depth, while a z-score's
+    spread of the null shrinks with the dimension and would make ``tau`` depend on the width.
+
+    Example:
+        >>> calibrate(0.9, 0.5, 1.0), calibrate(0.4, 0.5, 1.0), calibrate(0.7, 0.7, 0.7)
+        (0.8, 0.0, 0.0)
+    """
+    if ceiling <= chance + 1e-9:
+        return 0.0
+    return min(1.0, max(0.0, (raw - chance) / (ceiling - chance)))
 
 
 def tensor_bytes(tensors) -> int:
@@ -103,6 +121,12 @@ class CorrelationMeasure(ABC):
 
     def restart_window(self) -> None:
         """Forget what was gathered since the last check (at each check and between tasks)."""
+
+    def details(self) -> Dict[str, List[float]]:
+        """The parts of the last :meth:`scores`, per block-level unit, when they are calibrated:
+        ``raw`` (the ratio), ``chance`` (what unrelated data score) and ``ceiling`` (what the old
+        task's own held-out images score); empty for raw scores."""
+        return {}
 
     def state_dict(self) -> Dict[str, object]:
         """What the measure keeps across tasks, as plain values and tensors."""

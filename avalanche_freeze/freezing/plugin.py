@@ -98,7 +98,9 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     Attributes:
         config: the options.
         history: one dict per decision: ``experience``, ``iteration`` (within the task),
-            ``scores`` and ``stability`` (unit -> value; empty for a schedule), ``frozen_units``
+            ``scores`` (what ``tau`` applied to) and ``stability`` (unit -> value; empty for a schedule); with
+            ``score="calibrated"`` also ``score_raw``, ``score_chance`` and ``score_ceiling`` (block-level
+            unit -> value), ``frozen_units``
             (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``stopped_by`` (what ended
             the prefix: ``tau``, ``gate``, ``both``, ``cap`` or ``end``, see
             :func:`~avalanche_freeze.freezing.decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost).
@@ -276,6 +278,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         start = time.perf_counter()
         assert self.compute_shares is not None
         scores = self._group(backbone, self.measure.scores(backbone, self._task_images(strategy)))
+        blocks = backbone.unit_names(granularity="block")
+        parts = {key: dict(zip(blocks, values)) for key, values in self.measure.details().items()}
         stable = self._group(backbone, self.gate.values(backbone))
         self.measure.restart_window()
         names = backbone.unit_names(granularity=self.config.granularity)
@@ -286,7 +290,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         n_blocks = broadcast_from_main(choice.blocks)
         self._apply(strategy, backbone, n_blocks)
         self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), dict(zip(names, stable)),
-                     time.perf_counter() - start, stopped_by=choice.stopped_by)
+                     time.perf_counter() - start, stopped_by=choice.stopped_by, parts=parts)
 
     def _follow_schedule(self, strategy, backbone: FreezableBackbone) -> None:
         exp = strategy.experience.current_experience
@@ -299,7 +303,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         self._record(strategy, backbone, n_blocks, {}, {}, 0.0)
 
     def _record(self, strategy, backbone: FreezableBackbone, n_blocks: int, scores: Dict[str, float],
-                stable: Dict[str, float], seconds: float, *, stopped_by: Optional[str] = None) -> None:
+                stable: Dict[str, float], seconds: float, *, stopped_by: Optional[str] = None,
+                parts: Optional[Dict[str, Dict[str, float]]] = None) -> None:
         assert self.compute_shares is not None
         share = sum(self.compute_shares[:n_blocks])
         names = backbone.unit_names(granularity=self.config.granularity)
@@ -315,6 +320,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             "stopped_by": stopped_by,
             "seconds": seconds,
         }
+        for key, values in (parts or {}).items():  # calibrated scores: their raw ratio, chance level, ceiling
+            record[f"score_{key}"] = values
         self.history.append(record)
         x = strategy.clock.train_iterations
         exp = record["experience"]
@@ -353,7 +360,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         # every measure's keys are present (empty when another measure ran), so the checkpoint's
         # layout does not depend on the measure
         return {
-            "bases": {}, "patch_bases": {}, "snapshot": None, "ceilings": {},
+            "bases": {}, "patch_bases": {}, "patch_chances": {}, "patch_ceilings": {}, "snapshot": None,
+            "ceilings": {}, "chances": {},
             **self.measure.state_dict(),
             "compute_shares": self.compute_shares,
             "history": self.history,

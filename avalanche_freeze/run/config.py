@@ -14,14 +14,14 @@ keys (``lump.mem_size=512``), through OmegaConf, which checks every value's type
 section                 keys
 ======================  ===========================================================
 (top level)             ``strategy``, ``seed``, ``device``, ``num_workers``
-``data``                ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``
+``data``                ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``, ``eval_split``, ``task_transforms``
 ``augment``             ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
 ``model``               ``width``
 ``ssl``                 ``name``, ``proj_dim``, ``pred_dim``, ``options``
 ``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
 ``eval``                ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
 ``lump``                ``mem_size``, ``alpha``
-``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``schedule``
+``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``score``, ``schedule``
 ``si``, ``der``,        the baselines' options
 ``cassle``, ``pfr``,
 ``ewc``

@@ -177,6 +177,7 @@ class ExperimentRun:
                 shuffle_classes=data.shuffle_classes, seed=cfg.seed,
                 max_train_per_task=data.max_train_per_task, max_test_per_task=data.max_test_per_task,
                 eval_split=data.eval_split, augmentation_options=dataclasses.asdict(cfg.augment),
+                task_transforms=data.task_transforms,
             )
         except ConfigError as exc:
             raise exc.within("data") from None

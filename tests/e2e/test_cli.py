@@ -108,3 +108,17 @@ def test_the_sweep_file_runs_the_cli_with_accepted_values():
             cfg = ExperimentConfig.from_sources(files=files, overrides=args.overrides + [f"{key}={value}",
                                                                                           "strategy=lump_freeze"])
             assert cfg.data.eval_split == "validation"
+
+
+def test_a_stream_with_a_transformed_task_records_the_transforms_and_what_stopped_each_prefix(tmp_path,
+                                                                                                fmnist_available):
+    assert run_cli(tmp_path, "--strategy", "lump_freeze", "--set", "data.n_experiences=2",
+                   "--set", "data.task_transforms=[none,permute]", "--set", "freeze.tau=0.0") == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["config"]["data"]["task_transforms"] == ["none", "permute"]
+    per_task = [(e["task"], e["frozen_blocks"], e["freeze_stopped_by"]) for e in r["efficiency"]]
+    decided = [h for h in r["freeze_history"] if h["experience"] == 1]
+    assert per_task[0] == (0, 0, None) and decided  # task 1 may not freeze; task 2 decides (first_task=2)
+    assert per_task[1] == (1, decided[-1]["frozen_blocks"], decided[-1]["stopped_by"])
+    assert main(["run", "--output", str(tmp_path / "bad"), "--set", "data.n_experiences=2",
+                 "--set", "data.task_transforms=[none,swirl]"]) == 2

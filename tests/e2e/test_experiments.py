@@ -228,3 +228,39 @@ def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(t
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0]  # the configured seed
     assert tune.main([*argv, "--set", "seed=3"]) == 0
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [3]
+
+
+def test_score_discrimination_scores_each_presentation_and_counts_separated_seeds(fmnist_available, capsys):
+    script = _load("score_discrimination")
+    sets = ["--set", "train.epochs=1", "--set", "data.max_train_per_task=128", "--set", "data.max_test_per_task=64",
+            "--set", "model.width=0.125", "--set", "freeze.n_samples=32", "--set", "train.batch_size=32",
+            "--set", "ssl.proj_dim=32", "--set", "ssl.pred_dim=8"]
+    assert script.main([*sets, "--seeds", "0", "--iterations", "2", "--transforms", "permute", "invert"]) == 0
+    out = capsys.readouterr().out
+    last = out.strip().splitlines()[-1]
+    match = re.fullmatch(r"separated_seeds=(\d)/1 measure=gradient score=calibrated tau=0.8 plain_min=(\S+) "
+                         r"permute_max=(\S+)", last)
+    assert match, last
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in out.splitlines()
+            if line.startswith(("plain ", "permute ", "invert "))}
+    assert set(rows) == {(p, v) for p in ("plain", "permute", "invert") for v in ("score", "raw", "chance", "ceiling")}
+    early = slice(0, 3)  # stem, layer1.0, layer1.1
+    assert float(match.group(2)) == pytest.approx(min(map(float, rows[("plain", "score")][early])), abs=1e-3)
+    assert float(match.group(3)) == pytest.approx(max(map(float, rows[("permute", "score")][early])), abs=1e-3)
+    separated = (min(map(float, rows[("plain", "score")][early])) >= 0.8 > max(map(float, rows[("permute", "score")][early])))
+    assert int(match.group(1)) == int(separated)
+    assert script.main([*sets, "--transforms", "invert"]) == 2  # permute is what separation is judged on
+
+
+def test_a_seed_separates_only_when_every_early_unit_is_on_the_right_side_of_tau():
+    script = _load("score_discrimination")
+    units = ("stem", "layer1.0", "layer1.1", "layer2.0")
+    result = {"plain": {u: {"score": 0.9} for u in units}, "permute": {u: {"score": 0.1} for u in units}}
+    assert script.separates(result, 0.8)
+    result["permute"]["layer2.0"]["score"] = 0.95  # past layer1: not judged
+    assert script.separates(result, 0.8)
+    result["permute"]["layer1.1"]["score"] = 0.8  # at tau is not below it
+    assert not script.separates(result, 0.8)
+    result["permute"]["layer1.1"]["score"] = 0.1
+    result["plain"]["stem"]["score"] = 0.79
+    assert not script.separates(result, 0.8)

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import typing
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Union, runtime_checkable
 
 import torch
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from .ssl import SSLMethod, SSLOutput
 
 __all__ = ["ModelExtension", "SelfSupervisedState", "StatefulPlugin", "require_self_supervised"]
+
+#: Names the annotations of :class:`SelfSupervisedState` refer to, for listing its attributes.
+_HINTS = {"SSLOutput": Any, "TwoViewAugmentation": Any, "SSLMethod": Any}
 
 
 @runtime_checkable
@@ -72,10 +76,22 @@ class StatefulPlugin(Protocol):
 
 
 def require_self_supervised(strategy: Any, plugin: Any) -> SelfSupervisedState:
-    """``strategy`` if it provides :class:`SelfSupervisedState`; a clear ``TypeError`` otherwise."""
+    """``strategy`` if it provides :class:`SelfSupervisedState`; otherwise a ``TypeError`` naming the
+    plugin, the strategy and the attributes it lacks. Plugins that need these call it in
+    ``before_training``, so a wrong strategy is refused before any iteration.
+
+    Example:
+        >>> from avalanche_freeze.plugins import LUMPPlugin
+        >>> require_self_supervised(object(), LUMPPlugin())  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        TypeError: LUMPPlugin needs a SelfSupervisedStrategy (...); object lacks mb_views, ssl_output, ...
+    """
     if not isinstance(strategy, SelfSupervisedState):
-        raise TypeError(f"{type(plugin).__name__} needs a strategy that provides mb_views, ssl_output, "
-                        f"augmentation and backbone (a SelfSupervisedStrategy); got {type(strategy).__name__}")
+        attributes = list(typing.get_type_hints(SelfSupervisedState, localns=_HINTS))
+        missing = [a for a in attributes if not hasattr(strategy, a)]
+        raise TypeError(f"{type(plugin).__name__} needs a SelfSupervisedStrategy (or a strategy with "
+                        f"{', '.join(attributes)}); {type(strategy).__name__} lacks {', '.join(missing)}")
     return strategy
 
 

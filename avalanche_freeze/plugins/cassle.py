@@ -93,6 +93,7 @@ class CaSSLePlugin(SupervisedPlugin, supports_distributed=False):
         return getattr(model, self.predictor_attribute)
 
     def before_training(self, strategy, **kwargs):
+        require_self_supervised(strategy, self)  # refused before any iteration
         # before Avalanche's make_optimizer, so the predictor's parameters join the optimizer
         self.attach(strategy)
 

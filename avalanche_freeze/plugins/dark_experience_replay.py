@@ -56,6 +56,7 @@ class DERPlugin(SupervisedPlugin, supports_distributed=False):
         self._features: Optional[Tensor] = None
 
     def before_training(self, strategy, **kwargs):
+        require_self_supervised(strategy, self)  # refused before any iteration
         if any(isinstance(p, LUMPPlugin) for p in strategy.plugins):
             raise ValueError("DERPlugin cannot be combined with LUMPPlugin: DER would store features of LUMP's "
                              "mixed views under unmixed images; use one of the two baselines")

@@ -21,7 +21,7 @@ from avalanche.training.plugins import EWCPlugin
 from avalanche.training.utils import ParamData, zerolike_params_dict
 from torch.utils.data import DataLoader
 
-from ..protocols import SelfSupervisedState
+from ..protocols import SelfSupervisedState, require_self_supervised
 from ..validation import build_section
 from .config import EWCConfig
 
@@ -52,6 +52,10 @@ class SelfSupervisedEWCPlugin(EWCPlugin, supports_distributed=False):
         #: The plugin's options (Avalanche's ``EWCPlugin`` keeps ``ewc_lambda`` as an attribute too).
         self.config: EWCConfig = section
         self._strategy = None
+
+    def before_training(self, strategy, **kwargs):
+        require_self_supervised(strategy, self)  # refused before any iteration, not after the first task
+        super().before_training(strategy, **kwargs)
 
     def after_training_exp(self, strategy, **kwargs):
         self._strategy = strategy

@@ -61,6 +61,9 @@ class LUMPPlugin(SupervisedPlugin, supports_distributed=True):
         self.last_lambda: Optional[float] = None
         self._clean_view2: Optional[torch.Tensor] = None
 
+    def before_training(self, strategy, **kwargs):
+        require_self_supervised(strategy, self)  # refused before any iteration
+
     def before_forward(self, strategy, **kwargs):
         views = require_self_supervised(strategy, self).mb_views
         self._clean_view2 = views[1]

@@ -282,3 +282,28 @@ def test_baseline_plugins_reject_bad_options(make, message):
     with pytest.raises(ValueError) as info:
         make()
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("make_plugin", [lambda: __import__("avalanche_freeze.plugins", fromlist=["x"]).LUMPPlugin(),
+                                         DERPlugin, CaSSLePlugin, PFRPlugin, SelfSupervisedEWCPlugin],
+                         ids=["LUMP", "DER", "CaSSLe", "PFR", "EWC"])
+def test_plugins_that_need_the_ssl_strategy_refuse_another_before_any_iteration(tiny_bench, make_plugin):
+    from avalanche.training import Naive
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from avalanche_freeze import CifarResNet18
+
+    iterations = []
+
+    class Counter:
+        def before_training_iteration(self, strategy, **kw):
+            iterations.append(1)
+
+    model = nn.Sequential(CifarResNet18(width=0.125, in_channels=1), nn.Linear(64, 10))
+    plugin = make_plugin()
+    naive = Naive(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), train_mb_size=16,
+                  plugins=[plugin, Counter()], evaluator=EvaluationPlugin())
+    with pytest.raises(TypeError, match=rf"{type(plugin).__name__} needs a SelfSupervisedStrategy .*; Naive lacks "
+                                        r"mb_views, ssl_output, augmentation, backbone, ssl_method"):
+        naive.train(tiny_bench.benchmark.train_stream[0])
+    assert not iterations

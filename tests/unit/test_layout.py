@@ -101,3 +101,9 @@ def test_lower_floors_do_not_import_the_run_layer_or_the_cli():
         if not module.startswith(("avalanche_freeze.run", "avalanche_freeze.cli", "avalanche_freeze.__main__")):
             upward = {d for d in deps if d.startswith(("avalanche_freeze.run", "avalanche_freeze.cli"))}
             assert not upward, (module, upward)
+
+
+def test_the_package_ships_its_type_hints_marker():
+    """PEP 561: ``py.typed`` in the package and in its package data, so type checkers read the hints."""
+    assert (PACKAGE / "py.typed").is_file()
+    assert "avalanche_freeze = py.typed" in (REPO / "setup.cfg").read_text()

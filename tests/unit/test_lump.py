@@ -117,7 +117,7 @@ def test_lump_state_round_trips_and_refuses_a_plain_strategy():
     copy.load_state_dict(plugin.state_dict(), device="cpu", backbone=None)
     assert torch.equal(copy.buffer.raw, plugin.buffer.raw) and copy.buffer.num_seen == 6
     assert copy.rng.beta(0.4, 0.4) == plugin.rng.beta(0.4, 0.4)
-    with pytest.raises(TypeError, match="LUMPPlugin needs a strategy that provides mb_views"):
+    with pytest.raises(TypeError, match="LUMPPlugin needs a SelfSupervisedStrategy .*; object lacks mb_views"):
         plugin.before_forward(object())
 
 

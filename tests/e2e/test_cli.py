@@ -91,18 +91,16 @@ def test_positional_overrides_and_environment_variables_in_the_output(tmp_path, 
 
 def test_the_sweep_file_runs_the_cli_with_accepted_values():
     import yaml
-    from pathlib import Path
 
     from avalanche_freeze.cli import _parser
     from avalanche_freeze.run.config import ExperimentConfig
 
-    root = REPO
-    sweep = yaml.safe_load((root / "experiments/sweeps/freeze.yaml").read_text())
+    sweep = yaml.safe_load((REPO / "experiments/sweeps/freeze.yaml").read_text())
     command = [c for c in sweep["command"] if not c.startswith("${")]
     assert command[0] == sweep["program"] == "avalanche-freeze"
     args = _parser().parse_args(command[1:] + [f"{k}={v['values'][0]}" for k, v in sweep["parameters"].items()])
     assert args.command == "run" and args.wandb and str(args.output).endswith("$WANDB_RUN_ID")
-    files = [root / p for p in args.config]
+    files = [REPO / p for p in args.config]
     for key, spec in sweep["parameters"].items():
         for value in spec["values"]:
             cfg = ExperimentConfig.from_sources(files=files, overrides=args.overrides + [f"{key}={value}",

@@ -12,6 +12,8 @@ from avalanche_freeze.freezing.gradient import chance_ratio, patch_ratio
 from avalanche_freeze.freezing.measure import calibrate
 from avalanche_freeze.validation import ConfigError
 
+from ..conftest import make_strategy
+
 
 def _geometry(d: int, k: int, seed: int = 0):
     """An orthonormal basis ``[d, k]`` learnt from patches inside a k-dimensional subspace, that
@@ -63,8 +65,6 @@ def test_the_calibrated_score_does_not_depend_on_the_dimension():
 def test_calibrated_scores_are_refused_for_cka_and_recorded_with_their_parts(tiny_bench):
     with pytest.raises(ConfigError, match="score='calibrated' is not accepted; accepted: raw with measure=cka"):
         FreezeConfig(measure="cka", decide_every=0, stability=0.0, score="calibrated")
-    from ..conftest import make_strategy
-
     runs, after_task_1 = {}, {}
     for score in ("raw", "calibrated"):
         torch.manual_seed(0)

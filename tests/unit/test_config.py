@@ -3,7 +3,6 @@
 import dataclasses
 import inspect
 import warnings
-from pathlib import Path
 
 import pytest
 

@@ -3,7 +3,6 @@
 import importlib.util
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 

@@ -1,9 +1,13 @@
 """One run per output directory: an exclusive lock file that names its holder.
 
-:class:`OutputLock` creates ``run.lock`` in the output directory (atomically, with
-``O_EXCL``) holding the pid, host and start time of the run. A second run on the same
-directory is refused with a message naming the holder; the lock of a process that died
-without releasing it (same host, pid no longer alive) is taken over.
+:class:`OutputLock` creates ``run.lock`` in the output directory holding the pid, host and
+start time of the run. The content is written to a private temporary file first and then
+hard-linked into place, which fails if the lock exists: a reader never sees a lock without its
+holder, and two processes can never both create it. A second run on the same directory is
+refused with a message naming the holder. The lock of a process that died without releasing it
+(same host, pid no longer alive) is taken over: the stale file is renamed away (only one
+process's rename of it succeeds, and a process that finds it renamed away a live lock instead
+puts it back), then the new lock is linked in as above.
 
 Example:
     >>> import tempfile
@@ -22,12 +26,15 @@ import datetime
 import json
 import os
 import socket
+import uuid
 from pathlib import Path
 from typing import Optional
 
 __all__ = ["LOCK_NAME", "OutputLock", "OutputLockedError"]
 
 LOCK_NAME = "run.lock"
+#: How many times a stale lock is cleared and taking the lock retried before giving up.
+_ATTEMPTS = 20
 
 
 class OutputLockedError(RuntimeError):
@@ -68,9 +75,10 @@ class OutputLock:
         self.directory.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        for _ in range(_ATTEMPTS):
+            if self._link(me):
+                self._owned = True
+                return
             holder = self._holder()
             if holder is not None and holder["pid"] == me["pid"] and holder.get("host") == me["host"]:
                 return  # this process holds it already
@@ -79,15 +87,43 @@ class OutputLock:
                     f"{self.directory} is in use by another run (pid {holder['pid']} on {holder.get('host')}, "
                     f"started {holder.get('started')}); wait for it to finish or choose another --output "
                     f"(if that run is gone, delete {self.path})"
-                ) from None
-            # stale: its process is dead (or the file is unreadable); take it over
-            tmp = self.path.with_name(LOCK_NAME + f".{os.getpid()}")
+                )
+            self._remove_stale(holder)  # its process is dead (or the file is unreadable): try again
+        raise OutputLockedError(f"{self.directory}: could not take {self.path} (it keeps changing hands); "
+                                "another run is starting there")
+
+    def _link(self, me: dict) -> bool:
+        """Write ``me`` to a private file and hard-link it to the lock's path: ``False`` when a lock exists."""
+        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.{uuid.uuid4().hex}")
+        try:
             tmp.write_text(json.dumps(me))
-            os.replace(tmp, self.path)
-        else:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(me))
-        self._owned = True
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _remove_stale(self, seen: Optional[dict]) -> None:
+        """Rename the stale lock away if it is still the one judged stale (``seen``: its content, ``None``
+        when unreadable); a lock that changed meanwhile is put back, or left to its new holder."""
+        aside = self.path.with_name(f"{LOCK_NAME}.stale.{os.getpid()}.{uuid.uuid4().hex}")
+        try:
+            os.rename(self.path, aside)
+        except FileNotFoundError:
+            return  # another process moved it first
+        try:
+            moved = json.loads(aside.read_text())
+        except (OSError, ValueError):
+            moved = None
+        if moved != seen and isinstance(moved, dict) and isinstance(moved.get("pid"), int) \
+                and (moved.get("host") != socket.gethostname() or _alive(moved["pid"])):
+            try:  # a live lock was renamed away by mistake: put it back unless another took the place
+                os.link(aside, self.path)
+            except FileExistsError:
+                pass
+        aside.unlink(missing_ok=True)
 
     def release(self) -> None:
         """Give the lock back (only if this object took it)."""

@@ -51,10 +51,11 @@ def _images(dataset, idx: Sequence[int]) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in idx])
 
 
-def _fixed_draw(n: int, count: int, seed: int, *, start: int = 0) -> List[int]:
-    """The freezing plugin's draw of a task's fixed images (the same generator and order)."""
+def _fixed_draw(n: int, count: int, seed: int) -> List[int]:
+    """The indices of the freezing plugin's fixed images of a task (its generator and order), for
+    the raw images a transform is applied to before normalisation."""
     gen = torch.Generator().manual_seed(seed)
-    return torch.randperm(n, generator=gen)[start: start + count].tolist()
+    return torch.randperm(n, generator=gen)[:count].tolist()
 
 
 def score_presentations(cfg: ExperimentConfig, transforms: Sequence[str], iterations: int,
@@ -83,15 +84,10 @@ def score_presentations(cfg: ExperimentConfig, transforms: Sequence[str], iterat
     measure, n = rule.measure, cfg.freeze.n_samples
     everything = list(range(len(backbone.units)))
     for t in range(2):
-        strategy.train(bench.benchmark.train_stream[t])
-        dataset = bench.benchmark.train_stream[t].dataset.eval()
-        draw = _fixed_draw(len(dataset), 2 * n, cfg.seed + t)
-        samples = bench.augmentation.normalize(_images(dataset, draw[:n]))
-        held = draw[n:]
-        measure.learn_task(backbone, TaskImages(
-            samples=lambda s=samples: s,
-            held_out=lambda d=dataset, h=held: bench.augmentation.normalize(_images(d, h)) if h else None,
-            noise_like=lambda x: bench.augmentation.normalize(torch.rand_like(x))), open_units=everything)
+        experience = bench.benchmark.train_stream[t]
+        strategy.train(experience)
+        # the images the plugin would learn the finished task from (its draw, held-out images and noise)
+        measure.learn_task(backbone, rule.task_images(strategy, experience), open_units=everything)
         if verbose:
             print(f"  trained task {t + 1}", flush=True)
     task3 = bench.benchmark.train_stream[2].dataset.eval()

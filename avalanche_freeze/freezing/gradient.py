@@ -194,9 +194,9 @@ class GradientProjection(CorrelationMeasure):
             for j, (g, per_task) in enumerate(zip(sums, bases)):
                 raws = [gradient_projection_ratio(u.to(g.device), g) for u in per_task]
                 if calibrated:
-                    best = max(range(len(raws)), key=lambda t: self.calibrated(raws[t], i, j, t))
-                    per_conv.append((self.calibrated(raws[best], i, j, best), raws[best], self.chances[i][j][best],
-                                     self.ceilings[i][j][best]))
+                    values = [self.calibrated(r, i, j, t) for t, r in enumerate(raws)]
+                    best = max(range(len(raws)), key=values.__getitem__)
+                    per_conv.append((values[best], raws[best], self.chances[i][j][best], self.ceilings[i][j][best]))
                 else:
                     raw = max(raws, default=0.0)
                     per_conv.append((raw, raw, float("nan"), float("nan")))

@@ -76,12 +76,10 @@ class FreezingRecord:
             keys are those of :attr:`CorrelationFreezePlugin.history`).
         task_seconds: wall time of the plugin's own work in the last task trained (``None`` before
             the first task).
-        frozen_blocks: block-level length of the frozen prefix now.
     """
 
     decisions: List[dict]
     task_seconds: Optional[float]
-    frozen_blocks: int
 
 
 class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
@@ -164,10 +162,11 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         noise = torch.rand(x.shape, generator=gen).to(x.device)
         return strategy.augmentation.normalize(noise) if isinstance(strategy, SelfSupervisedState) else noise
 
-    def _task_images(self, strategy) -> TaskImages:
-        """The current task's images for the measure: the check window's fixed images when a window
-        is open, else a fresh draw of the task's fixed images."""
-        experience = strategy.experience
+    def task_images(self, strategy, experience=None) -> TaskImages:
+        """The images of ``experience`` (default: the strategy's current one) the measure reads: the
+        check window's fixed images when a window is open, else a fresh draw of the task's fixed
+        images; its held-out images; noise normalised as the data are."""
+        experience = experience if experience is not None else strategy.experience
         return TaskImages(
             samples=lambda: self._probe if self._probe is not None else self._samples(strategy, experience),
             held_out=lambda: self._samples(strategy, experience, held_out=True),
@@ -258,7 +257,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         self.gate.reset()
         self.measure.restart_window()
         if self.deciding:
-            self.measure.learn_task(backbone, self._task_images(strategy), open_units=self.open_units(backbone))
+            self.measure.learn_task(backbone, self.task_images(strategy), open_units=self.open_units(backbone))
         self.decision_seconds[-1] += time.perf_counter() - start
         publish = strategy.evaluator.publish_metric_value
         exp = strategy.experience.current_experience
@@ -277,7 +276,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     def _decide(self, strategy, backbone: FreezableBackbone) -> None:
         start = time.perf_counter()
         assert self.compute_shares is not None
-        scores = self._group(backbone, self.measure.scores(backbone, self._task_images(strategy)))
+        scores = self._group(backbone, self.measure.scores(backbone, self.task_images(strategy)))
         blocks = backbone.unit_names(granularity="block")
         parts = {key: dict(zip(blocks, values)) for key, values in self.measure.details().items()}
         stable = self._group(backbone, self.gate.values(backbone))
@@ -345,8 +344,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
     def record(self) -> FreezingRecord:
         """What the plugin has decided so far (the run layer reads this, never the plugin's internals)."""
         return FreezingRecord(decisions=list(self.history),
-                              task_seconds=self.decision_seconds[-1] if self.decision_seconds else None,
-                              frozen_blocks=self.frozen_blocks)
+                              task_seconds=self.decision_seconds[-1] if self.decision_seconds else None)
 
     def memory_bytes(self) -> Dict[str, int]:
         """Bytes the plugin holds, by part: ``bases`` (the measure's old-task bases, kept across tasks and

@@ -66,6 +66,10 @@ class FreezeConfig:
             the same bases, 1 at the ratio held-out images of the old task reach; see
             :meth:`~avalanche_freeze.freezing.gradient.GradientProjection.calibrated`). The default stays
             ``raw`` until a calibrated ``tau`` is chosen on the validation split.
+        shrink: ``subspace`` only: at the start of each task from ``first_task`` on, re-score the
+            frozen prefix on the new task's images and unfreeze it from its first unit below ``tau``
+            (units unfrozen train again: gradients, optimizer with fresh state, BatchNorm updates).
+            False: the prefix only grows, as in the paper.
         schedule: ``[[task, iteration, blocks], ...]``: instead of deciding, freeze the first
             ``blocks`` block-level units at ``iteration`` of task ``task`` (0-based); a fixed
             schedule for controls. Empty (default): the plugin decides.
@@ -74,7 +78,7 @@ class FreezeConfig:
     #: The options a ``schedule`` does not read: with one, they do not change a run's results.
     DECISION_OPTIONS = ("measure", "tau", "stability", "gate_reference", "decide_every", "max_frozen_share",
                         "first_task", "n_samples", "energy", "representation", "center", "warmup_epochs",
-                        "normalize", "score")
+                        "normalize", "score", "shrink")
 
     measure: str = "gradient"
     tau: float = 0.8
@@ -91,6 +95,7 @@ class FreezeConfig:
     warmup_epochs: int = 1
     normalize: bool = False
     score: str = "raw"
+    shrink: bool = False
     schedule: List[List[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -109,6 +114,12 @@ class FreezeConfig:
         check_number("warmup_epochs", self.warmup_epochs, at_least=0, integer=True)
         check_choice("normalize", self.normalize, (False, True))
         check_choice("score", self.score, SCORES)
+        check_choice("shrink", self.shrink, (False, True))
+        if self.shrink and self.measure != "subspace":
+            raise not_accepted("shrink", self.shrink, "False with measure=" + self.measure + " (re-scoring a frozen "
+                               "unit at a task's start needs a measure that scores it before training: subspace; "
+                               "the gradient measure reads gradients a frozen unit does not get, cka compares with "
+                               "the model after training)")
         if self.score == "calibrated" and self.measure == "cka":
             raise not_accepted("score", self.score, "raw with measure=cka (CKA has no basis to draw a chance level "
                                "against; calibrated scores exist for gradient and subspace)")

@@ -5,7 +5,9 @@ measures, per unit, a correlation score and a stability value, and freezes the l
 of units that pass both thresholds within the compute cap; the prefix never shrinks.
 :func:`choose_prefix` is that choice, and says what ended the prefix: the first unit left open
 failed ``tau`` (``"tau"``), the stability gate (``"gate"``), both (``"both"``), lies past the
-compute cap (``"cap"``), or no unit is left open (``"end"``).
+compute cap (``"cap"``), or no unit is left open (``"end"``). With ``freeze.shrink``, each task
+from ``first_task`` on also begins with :func:`revise_prefix`: the frozen prefix is re-scored on the
+new task and cut at its first unit below ``tau`` (the only way a prefix shrinks).
 
 Because a run records every check's scores and stability values (``results.json``'s
 ``freeze_history``), :func:`replay_decisions` can re-decide a finished run under other
@@ -35,7 +37,7 @@ from ..benchmarks import BENCHMARKS
 from ..validation import check_number
 
 __all__ = ["BackboneLayout", "PrefixChoice", "Replay", "STOP_REASONS", "backbone_layout", "choose_prefix",
-           "replay_decisions"]
+           "replay_decisions", "revise_prefix"]
 
 #: What can end the chosen prefix (see :func:`choose_prefix`).
 STOP_REASONS = ("tau", "gate", "both", "cap", "end")
@@ -93,6 +95,39 @@ def choose_prefix(scores: Sequence[float], stable: Sequence[float], *, ends: Seq
                 break
         chosen = end
     return PrefixChoice(max(chosen, frozen_blocks), stopped_by)
+
+
+def revise_prefix(scores: Sequence[float], *, ends: Sequence[int], frozen_blocks: int, tau: float) -> PrefixChoice:
+    """The frozen prefix cut at its first unit whose score on the new task is below ``tau`` (``freeze.shrink``).
+
+    A frozen unit does not move, so the stability gate has nothing to say about it; only the
+    correlation can send it back to training. The prefix never grows here (growing needs the
+    gate's checks during the task).
+
+    Args:
+        scores: per unit (at the plugin's granularity), the correlation score on the new task.
+        ends: per unit, the block-level prefix length it ends at.
+        frozen_blocks: the block-level prefix frozen now.
+        tau: the score a frozen unit must keep to stay frozen.
+
+    Returns:
+        The kept prefix and what ended it: ``"tau"`` when a frozen unit failed, ``"end"`` when the
+        whole prefix is kept.
+
+    Example:
+        >>> revise_prefix([0.9, 0.5, 0.9], ends=[1, 2, 3], frozen_blocks=3, tau=0.8)
+        PrefixChoice(blocks=1, stopped_by='tau')
+    """
+    if len(scores) != len(ends):
+        raise ValueError(f"revise_prefix: {len(scores)} scores and {len(ends)} unit ends: accepted: one of each per unit")
+    kept = 0
+    for score, end in zip(scores, ends):
+        if end > frozen_blocks:
+            break
+        if score < tau:
+            return PrefixChoice(kept, "tau")
+        kept = end
+    return PrefixChoice(frozen_blocks, "end")
 
 
 @dataclass(frozen=True)
@@ -198,8 +233,11 @@ def replay_decisions(history: Sequence[dict], *, ends: Sequence[int], shares: Se
     frozen = 0
     for record in history:
         scores, stable = list(record["scores"].values()), list(record["stability"].values())
-        choice = choose_prefix(scores, stable, ends=ends, shares=shares, frozen_blocks=frozen, tau=tau,
-                               stability=stability, max_frozen_share=max_frozen_share)
+        if record.get("revision"):  # freeze.shrink's task-start re-scoring of the frozen prefix
+            choice = revise_prefix(scores, ends=ends, frozen_blocks=frozen, tau=tau)
+        else:
+            choice = choose_prefix(scores, stable, ends=ends, shares=shares, frozen_blocks=frozen, tau=tau,
+                                   stability=stability, max_frozen_share=max_frozen_share)
         replay.checks += 1
         replay.choices.append(choice)
         replay.recorded_blocks.append(int(record["frozen_blocks"]))

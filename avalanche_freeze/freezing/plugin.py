@@ -4,7 +4,9 @@ From task ``first_task`` on (3 by default; 2 in the paper), the plugin scores ea
 freezable unit of the backbone by how correlated the new task is with the earlier ones
 and freezes the longest prefix of units that
 pass, capped at a share of the backbone's forward compute. The frozen prefix only
-grows. Two decision timings:
+grows, unless ``shrink`` is on: then each task from ``first_task`` on starts by re-scoring the
+frozen prefix on the new task and unfreezing it from its first unit below ``tau``
+(:func:`~avalanche_freeze.freezing.decision.revise_prefix`). Two decision timings:
 
 * ``decide_every = 0``: once, at the start of each task, before any update (the
   paper's reconstructed rule; measures ``subspace`` and ``cka``);
@@ -52,7 +54,7 @@ from ..protocols import SelfSupervisedState
 from ..validation import build_section
 from .cka import LinearCKA
 from .config import FreezeConfig
-from .decision import choose_prefix
+from .decision import choose_prefix, revise_prefix
 from .gate import StabilityGate
 from .gradient import GradientProjection
 from .measure import CorrelationMeasure, TaskImages
@@ -101,7 +103,9 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             unit -> value), ``frozen_units``
             (names), ``frozen_blocks`` (block-level count), ``frozen_share``, ``stopped_by`` (what ended
             the prefix: ``tau``, ``gate``, ``both``, ``cap`` or ``end``, see
-            :func:`~avalanche_freeze.freezing.decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost).
+            :func:`~avalanche_freeze.freezing.decision.choose_prefix`; ``None`` for a schedule), ``seconds`` (its cost),
+            ``revision`` (True for ``shrink``'s task-start re-scoring of the frozen prefix, which has no
+            stability values).
         decision_seconds: per task, the wall time spent in the plugin's own work (bases,
             gradient sums, scores, gates), included in the task's training time.
 
@@ -219,6 +223,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             return
         start = time.perf_counter()
         self._measure_compute_shares(strategy, backbone)
+        if self.may_freeze and self.config.shrink and backbone.num_frozen_units:
+            self._revise(strategy, backbone)
         if self.may_freeze and self.config.decide_every == 0 and (not self.measure.scores_after_warmup
                                                                    or self.config.warmup_epochs == 0):
             self._decide(strategy, backbone)
@@ -285,11 +291,26 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
         choice = choose_prefix(scores, stable, ends=backbone.unit_boundaries(granularity=self.config.granularity),
                                shares=self.compute_shares, frozen_blocks=backbone.num_frozen_units, tau=self.config.tau,
                                stability=self.config.stability, max_frozen_share=self.config.max_frozen_share)
-        # progressive (never unfreezes); under torchrun every process applies process 0's decision
+        # grows only (a prefix shrinks in _revise alone); under torchrun every process applies process 0's decision
         n_blocks = broadcast_from_main(choice.blocks)
         self._apply(strategy, backbone, n_blocks)
         self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), dict(zip(names, stable)),
                      time.perf_counter() - start, stopped_by=choice.stopped_by, parts=parts)
+
+    def _revise(self, strategy, backbone: FreezableBackbone) -> None:
+        """``shrink``: re-score the frozen prefix on the new task's images (before any update) and
+        unfreeze it from its first unit below ``tau``."""
+        start = time.perf_counter()
+        scores = self._group(backbone, self.measure.scores(backbone, self.task_images(strategy)))
+        blocks = backbone.unit_names(granularity="block")
+        parts = {key: dict(zip(blocks, values)) for key, values in self.measure.details().items()}
+        names = backbone.unit_names(granularity=self.config.granularity)
+        choice = revise_prefix(scores, ends=backbone.unit_boundaries(granularity=self.config.granularity),
+                               frozen_blocks=backbone.num_frozen_units, tau=self.config.tau)
+        n_blocks = broadcast_from_main(choice.blocks)
+        self._apply(strategy, backbone, n_blocks)
+        self._record(strategy, backbone, n_blocks, dict(zip(names, scores)), {}, time.perf_counter() - start,
+                     stopped_by=choice.stopped_by, parts=parts, revision=True)
 
     def _follow_schedule(self, strategy, backbone: FreezableBackbone) -> None:
         exp = strategy.experience.current_experience
@@ -303,7 +324,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
 
     def _record(self, strategy, backbone: FreezableBackbone, n_blocks: int, scores: Dict[str, float],
                 stable: Dict[str, float], seconds: float, *, stopped_by: Optional[str] = None,
-                parts: Optional[Dict[str, Dict[str, float]]] = None) -> None:
+                parts: Optional[Dict[str, Dict[str, float]]] = None, revision: bool = False) -> None:
         assert self.compute_shares is not None
         share = sum(self.compute_shares[:n_blocks])
         names = backbone.unit_names(granularity=self.config.granularity)
@@ -319,6 +340,8 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             "stopped_by": stopped_by,
             "seconds": seconds,
         }
+        if revision:
+            record["revision"] = True
         for key, values in (parts or {}).items():  # calibrated scores: their raw ratio, chance level, ceiling
             record[f"score_{key}"] = values
         self.history.append(record)

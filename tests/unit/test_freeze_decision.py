@@ -7,7 +7,8 @@ from collections import Counter
 import pytest
 
 from avalanche_freeze.cli import main as cli_main
-from avalanche_freeze.freezing.decision import STOP_REASONS, PrefixChoice, choose_prefix, replay_decisions
+from avalanche_freeze.freezing.decision import (STOP_REASONS, PrefixChoice, choose_prefix, replay_decisions,
+                                                revise_prefix)
 
 from ..conftest import REPO, TINY_SET
 
@@ -81,6 +82,30 @@ def test_a_replay_stops_at_the_first_check_decided_otherwise():
     with pytest.raises(ValueError, match="a fixed schedule decides nothing"):
         replay_decisions(schedule, ends=[1, 2, 3, 4], shares=SHARES, tau=0.8, stability=0.99, max_frozen_share=1.0,
                          recorded_stability=0.99, recorded_max_frozen_share=1.0)
+
+
+def test_a_revision_cuts_the_frozen_prefix_at_its_first_unit_below_tau_and_never_grows_it():
+    assert revise_prefix([0.9, 0.85, 0.9, 0.9], ends=[1, 2, 3, 4], frozen_blocks=3, tau=0.8) == PrefixChoice(3, "end")
+    assert revise_prefix([0.9, 0.7, 0.9, 0.9], ends=[1, 2, 3, 4], frozen_blocks=3, tau=0.8) == PrefixChoice(1, "tau")
+    assert revise_prefix([0.1, 0.9, 0.9, 0.9], ends=[1, 2, 3, 4], frozen_blocks=3, tau=0.8) == PrefixChoice(0, "tau")
+    # units past the prefix do not count, however they score
+    assert revise_prefix([0.9, 0.9, 0.1, 0.1], ends=[1, 2, 3, 4], frozen_blocks=2, tau=0.8) == PrefixChoice(2, "end")
+    # stages: a stage ends at several blocks
+    assert revise_prefix([0.9, 0.5], ends=[3, 4], frozen_blocks=4, tau=0.8) == PrefixChoice(3, "tau")
+    with pytest.raises(ValueError, match="one of each per unit"):
+        revise_prefix([0.9], ends=[1, 2], frozen_blocks=1, tau=0.8)
+
+
+def test_a_replay_re_scores_revisions_as_revisions():
+    history = _history((2, 16, [1.0, 1.0, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0], 3),
+                       (3, 0, [1.0, 0.7, 0.9, 0.9], [], 1))
+    history[1]["revision"] = True
+    replay = lambda **kw: replay_decisions(history, ends=[1, 2, 3, 4], shares=SHARES,  # noqa: E731
+                                           recorded_stability=0.99, recorded_max_frozen_share=1.0,
+                                           **{"tau": 0.8, "stability": 0.99, "max_frozen_share": 1.0, **kw})
+    same = replay()
+    assert same.identical and [c.blocks for c in same.choices] == [3, 1]
+    assert replay(tau=0.6).diverged_at == (3, 0)  # 0.7 passes: the prefix would have stayed at 3
 
 
 def _replay_script():

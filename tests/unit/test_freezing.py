@@ -12,7 +12,7 @@ from avalanche_freeze.freezing.correlation import SubspaceBasis, linear_cka, sub
 from avalanche_freeze.efficiency import SavedTensorMeter
 from avalanche_freeze.plugins import CorrelationFreezePlugin
 from avalanche_freeze.backbones import unit_compute_shares
-from avalanche_freeze.freezing.prefix import remove_from_optimizer
+from avalanche_freeze.freezing.prefix import apply_frozen_prefix, remove_from_optimizer
 
 from ..conftest import make_strategy
 
@@ -370,6 +370,8 @@ def test_fixed_schedule_freezes_at_the_given_iteration(tiny_bench):
 
 @pytest.mark.parametrize("options, key", [
     ({"measure": "gradient", "decide_every": 0}, "measure"),
+    ({"measure": "gradient", "shrink": True}, "shrink"),
+    ({"measure": "cka", "shrink": True}, "shrink"),
     ({"measure": "subspace", "decide_every": 0, "stability": 0.9}, "stability"),
     ({"schedule": [[1, 2]]}, "schedule"),
     ({"schedule": [[1, -2, 3]]}, "schedule"),
@@ -394,3 +396,107 @@ def test_gate_reference_task_remembers_a_move_and_check_forgets_it(reference, st
     second = plugin.gate.values(net)  # nothing moved since the first check
     assert min(second[:3]) >= 0.99
     assert (second[3] < 0.99) is still_refused, second
+
+
+def test_unfrozen_units_train_again_from_the_group_they_left_with_fresh_state():
+    net = CifarResNet18(width=0.125, in_channels=1)
+    head = torch.nn.Linear(net.feature_dim, 2)
+    outside = net.units[-1].conv1.weight  # a parameter the user never gave the optimizer
+    backbone_params = [p for p in net.parameters() if p is not outside]
+    opt = torch.optim.SGD([{"params": list(head.parameters())}, {"params": backbone_params, "lr": 0.05}],
+                          lr=0.1, momentum=0.9)
+    x = torch.rand(8, 1, 16, 16)
+
+    def step():
+        opt.zero_grad()
+        head(net(x)).pow(2).mean().backward()
+        opt.step()
+
+    step()
+    apply_frozen_prefix(net, 5, opt)
+    reopened = [p for u in net.units[2:5] for p in u.parameters()]
+    assert not any(any(p is q for q in opt.param_groups[1]["params"]) for p in reopened)
+    apply_frozen_prefix(net, 2, opt)  # units 2-4 train again
+    net.train()
+    in_group = lambda p, g: any(p is q for q in opt.param_groups[g]["params"])  # noqa: E731
+    assert all(in_group(p, 1) and not in_group(p, 0) for p in reopened)  # back where they were, once
+    assert all(p.requires_grad and p not in opt.state for p in reopened)  # fresh state: no old momentum
+    assert not any(in_group(outside, g) for g in (0, 1))  # what the user left out stays out
+    assert net.units[3].bn1.training and not net.units[1].bn1.training
+    before = [p.clone() for p in reopened]
+    running = net.units[3].bn1.running_mean.clone()
+    step()
+    assert all(p.grad is not None for p in reopened)
+    assert all(not torch.equal(a, b) for a, b in zip(before, reopened))
+    assert not torch.equal(running, net.units[3].bn1.running_mean)  # BatchNorm statistics update again
+    assert all(p.grad is None for u in net.units[:2] for p in u.parameters())
+
+
+def test_unfreezing_brings_the_backward_flops_back():
+    net = CifarResNet18(width=0.25, in_channels=3)
+    x = torch.rand(4, 3, 32, 32)
+
+    def bwd_flops():
+        out = net(x).sum()
+        with FlopCounterMode(display=False) as c:
+            out.backward()
+        net.zero_grad(set_to_none=True)
+        return c.get_total_flops()
+
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    full = bwd_flops()
+    apply_frozen_prefix(net, 1, opt)
+    stem_only = bwd_flops()
+    apply_frozen_prefix(net, 5, opt)
+    frozen = bwd_flops()
+    apply_frozen_prefix(net, 1, opt)  # units 1-4 unfrozen: their backward is computed again
+    assert frozen < stem_only < full
+    assert bwd_flops() == stem_only
+
+
+class _ScriptedScores:
+    """Replaces a measure's scores by one list per task (0-based), to drive the plugin's decisions."""
+
+    def __init__(self, measure, by_task):
+        self.measure, self.by_task = measure, by_task
+        self.calls = []
+
+    def __call__(self, backbone, task):
+        self.calls.append(self.task)
+        return list(self.by_task[self.task])
+
+
+def test_shrink_unfreezes_the_prefix_at_a_task_whose_scores_fall_below_tau(tiny_bench):
+    spy = _OptimizerSpy()
+    plugin = CorrelationFreezePlugin(measure="subspace", tau=0.8, stability=0.0, decide_every=0, n_samples=16,
+                                     first_task=2, max_frozen_share=1.0, shrink=True)
+    n = 9
+    scripted = _ScriptedScores(plugin.measure, {1: [1.0] * n, 2: [1.0, 0.3] + [1.0] * (n - 2)})
+    plugin.measure.scores = scripted
+    s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)
+    for t, exp in enumerate(tiny_bench.benchmark.train_stream[:3]):
+        scripted.task = t
+        s.train(exp)
+    # task 2: everything passes (no cap): all 9 units frozen; task 3: layer1.0 fails, the prefix is cut to the stem
+    assert [(h["experience"], h["frozen_blocks"], h.get("revision", False), h["stopped_by"])
+            for h in plugin.history] == [(1, 9, False, "end"), (2, 1, True, "tau"), (2, 1, False, "tau")]
+    assert s.backbone.num_frozen_units == 1
+    layer1 = s.backbone.units[1]
+    ids = {id(p) for g in s.optimizer.param_groups for p in g["params"]}
+    assert all(id(p) in ids and p.requires_grad for p in layer1.parameters())
+    assert [inside for exp, inside in spy.stem_in_optimizer if exp == 2] == [False] * 8
+    s.model.eval()
+    s.model.train()  # layer1.0's BatchNorm follows the model's mode again; the stem's stays in eval mode
+    assert layer1.bn1.training and not s.backbone.units[0][1].training
+
+
+def test_without_shrink_the_prefix_stays_whatever_the_new_task_scores(tiny_bench):
+    plugin = CorrelationFreezePlugin(measure="subspace", tau=0.8, stability=0.0, decide_every=0, n_samples=16,
+                                     first_task=2, max_frozen_share=1.0)
+    scripted = _ScriptedScores(plugin.measure, {1: [1.0] * 9, 2: [0.0] * 9})
+    plugin.measure.scores = scripted
+    s = make_strategy(tiny_bench, [plugin], train_mb_size=8, train_epochs=1)
+    for t, exp in enumerate(tiny_bench.benchmark.train_stream[:3]):
+        scripted.task = t
+        s.train(exp)
+    assert s.backbone.num_frozen_units == 9 and not any(h.get("revision") for h in plugin.history)

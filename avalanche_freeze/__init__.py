@@ -17,7 +17,7 @@ with _warnings.catch_warnings():  # restores the caller's warning filters afterw
     from .strategy import SelfSupervisedModel, SelfSupervisedStrategy, default_ssl_evaluator
     from .validation import ConfigError
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "CifarResNet18",

@@ -9,6 +9,15 @@ as much compute as the rule did in the same seed, without looking at the data (s
 random prefix lengths (``random``). ``--fixed-prefix T:B`` adds, in the same cells and
 seeds, an arm that freezes the first B blocks from the start of task T (``fixedT_Bb``),
 whatever the rule froze: a fixed schedule at a chosen saving (e.g. the 1.3x target).
+``--controls fixed3 ...`` runs only the named controls.
+
+``--ablations`` adds, in the same cells and seeds, the rule with one of its terms taken away, so
+that the report says which term decides (the ablation ladder): ``tau0`` (``freeze.tau=0``: no
+correlation term, the gate and the cap decide), ``no_gate`` (``freeze.stability=0``: the
+correlation and the cap decide) and ``task_start`` (``freeze.decide_every=0``: one decision at the
+start of each task, no gate; measures that score before training only, ``subspace``). Each arm's
+row says how often each term ended the prefix over its checks (``stopped by``), and ``fixed3``
+is the control at the rule's frozen compute.
 
 Timing is kept honest: FLOPs and saved bytes are counted on sampled iterations
 (``metrics.flops_every``) whose time is kept out of the training time; the two arms
@@ -29,7 +38,8 @@ Ends with one machine-readable line (the mean over cells when there are several)
 Usage:
     python experiments/bench_freeze.py [--config FILE] [--set key=value ...] [--device cuda]
         [--ssl simsiam barlowtwins] [--epochs 3 10] [--seeds 0 1 2] [--controls-at [SSL:]EPOCHS ...]
-        [--fixed-prefix TASK:BLOCKS ...] [--plot FILE] [--output DIR]
+        [--controls fixed3 ...] [--ablations [tau0 no_gate task_start]] [--fixed-prefix TASK:BLOCKS ...]
+        [--plot FILE] [--output DIR]
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -52,6 +63,9 @@ from avalanche_freeze.analysis.results import format_table
 from avalanche_freeze.analysis.stats import Z_ONE_SIDED_95, efficiency_ratio, format_spread
 
 CONTROLS = ("fixed2", "fixed3", "freezeout", "random")
+#: The ablation ladder: the rule with one term taken away (overrides of the rule's configuration).
+ABLATIONS = {"tau0": ["freeze.tau=0"], "no_gate": ["freeze.stability=0"],
+             "task_start": ["freeze.decide_every=0", "freeze.stability=0"]}
 MARGIN = 0.3  # points: the accuracy targets' margin (rule >= LUMP - 0.3)
 
 
@@ -87,9 +101,10 @@ def fixed_prefix_arm(spec: str, n_blocks: int) -> tuple:
 
 
 def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: List[int], control_seeds: List[int],
-          output: Path, finished_only: bool = False, fixed_prefixes: Sequence[str] = ()) -> Dict:
-    """Run (or reuse) one cell: every seed's LUMP and rule, then the controls of ``control_seeds``
-    and the ``fixed_prefixes`` arms (``TASK:BLOCKS``) in the same seeds; returns its summary.
+          output: Path, finished_only: bool = False, fixed_prefixes: Sequence[str] = (),
+          controls: Sequence[str] = CONTROLS, ablations: Sequence[str] = ()) -> Dict:
+    """Run (or reuse) one cell: every seed's LUMP and rule, then, in ``control_seeds``, the ``controls``,
+    the ``fixed_prefixes`` arms (``TASK:BLOCKS``) and the ``ablations``; returns its summary.
     ``finished_only``: run nothing, summarise the seeds whose LUMP and rule runs are finished and, in
     them, each control over the seeds where it finished."""
     extra = ([f"ssl.name={ssl}"] if ssl else []) + ([f"train.epochs={epochs}"] if epochs else [])
@@ -113,7 +128,7 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         runs.setdefault("lump", {})[seed] = done["lump"]
         runs.setdefault("rule", {})[seed] = done["lump_freeze"]
         if seed in control_seeds:
-            schedules = {arm: _control_schedule(arm, done["lump_freeze"], shares, seed) for arm in CONTROLS}
+            schedules = {arm: _control_schedule(arm, done["lump_freeze"], shares, seed) for arm in controls}
             for arm, schedule in {**schedules, **fixed}.items():
                 if finished_only and not finished(arm, seed):
                     continue
@@ -121,6 +136,11 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
                 result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
                 result["schedule"] = schedule
                 runs.setdefault(arm, {})[seed] = result
+            for arm in ablations:
+                if finished_only and not finished(arm, seed):
+                    continue
+                cfg = _config(files, common + ["strategy=lump_freeze"] + ABLATIONS[arm])
+                runs.setdefault(arm, {})[seed] = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
     return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": list(seeds), "shares": shares,
             "arms": {arm: _arm_summary(arm, rs, runs["lump"], shares) for arm, rs in runs.items()}}
 
@@ -145,9 +165,17 @@ def _arm_summary(arm: str, by_seed: Dict[int, Dict], lump_by_seed: Dict[int, Dic
                                             [int(e["Iterations_Exp"]) for e in r["efficiency"]], shares)
                              for r in results]
     out["frozen_blocks"] = [[e["frozen_blocks"] for e in r["efficiency"]] for r in results]
+    out["stopped_by"] = stop_counts(results)
     if all("schedule" in r for r in results):  # a control or a fixed prefix
         out["schedules"] = [r["schedule"] for r in results]
     return out
+
+
+def stop_counts(results: Sequence[Dict]) -> Dict[str, int]:
+    """How often each term ended the prefix over the checks of ``results`` (the rule's decisions; a
+    fixed schedule's records have none)."""
+    counts = Counter(h["stopped_by"] for r in results for h in r.get("freeze_history", []) if h.get("stopped_by"))
+    return dict(sorted(counts.items()))
 
 
 def _print_cell(cell: Dict) -> None:
@@ -157,11 +185,13 @@ def _print_cell(cell: Dict) -> None:
                      format_spread(s["forgetting_knn_ci"]), format_spread(s["forgetting_knn_ti"]),
                      f"{statistics.mean(s['bwd_ratio']):.3f}", f"{statistics.mean(s['act_ratio']):.3f}",
                      f"{statistics.median(s['time_ratio']):.3f}", f"{statistics.mean(s['decision_s']):.1f}",
-                     " / ".join(",".join(map(str, b)) for b in s["frozen_blocks"])])
+                     " / ".join(",".join(map(str, b)) for b in s["frozen_blocks"]),
+                     " ".join(f"{k} {v}" for k, v in s.get("stopped_by", {}).items()) or "-"])
     print(f"\n{cell['ssl']}, {cell['epochs']} epochs per task, seeds {cell['seeds']} (accuracy and forgetting in %, "
           "mean +- std over seeds; ratios LUMP / arm: mean, time: median)")
     print(format_table(["arm", "seeds", "kNN acc CI", "kNN acc TI", "forgetting CI", "forgetting TI",
-                        "bwd FLOPs ratio", "saved act. ratio", "time ratio", "decision s", "frozen blocks per task"],
+                        "bwd FLOPs ratio", "saved act. ratio", "time ratio", "decision s", "frozen blocks per task",
+                        "stopped by"],
                        rows))
 
 
@@ -230,6 +260,11 @@ def main(argv=None) -> int:
                         "(optionally of one SSL method only, e.g. simsiam:10)")
     p.add_argument("--control-seeds", nargs="+", type=int, default=None,
                    help="seeds of the controls (default: all of --seeds)")
+    p.add_argument("--controls", nargs="+", default=list(CONTROLS), choices=CONTROLS,
+                   help="which controls --controls-at runs (default: all)")
+    p.add_argument("--ablations", nargs="*", default=None, choices=sorted(ABLATIONS),
+                   help="in the cells and seeds of the controls, also run the rule without one of its terms "
+                        "(no names: all of tau0, no_gate, task_start)")
     p.add_argument("--fixed-prefix", nargs="+", default=[], metavar="TASK:BLOCKS",
                    help="in the cells and seeds of the controls, also freeze the first BLOCKS blocks from "
                         "task TASK on (e.g. 2:4), whatever the rule froze")
@@ -248,6 +283,12 @@ def main(argv=None) -> int:
             n_blocks = len(backbone_layout(benchmark=base.data.benchmark, width=base.model.width, granularity=base.freeze.granularity).shares)
             for spec in args.fixed_prefix:
                 fixed_prefix_arm(spec, n_blocks)
+        ablations = sorted(ABLATIONS) if args.ablations == [] else list(args.ablations or [])
+        for arm in ablations:
+            try:
+                _config(args.config, overrides + ["strategy=lump_freeze"] + ABLATIONS[arm])
+            except ConfigError as exc:
+                raise ConfigError(f"--ablations {arm} cannot run with this configuration: {exc}") from None
     except (ConfigError, ValueError) as exc:
         print(f"bench_freeze: error: {exc}", file=sys.stderr)
         return 2
@@ -259,7 +300,7 @@ def main(argv=None) -> int:
             controls = str(n_epochs) in args.controls_at or f"{method}:{n_epochs}" in args.controls_at
             control_seeds = (seeds if args.control_seeds is None else args.control_seeds) if controls else []
             cell = _cell(args.config, overrides, ssl, epochs, seeds, control_seeds, args.output, args.finished_only,
-                         args.fixed_prefix)
+                         args.fixed_prefix, args.controls, ablations)
             _print_cell(cell)
             _print_paired(cell)
             cells.append(cell)

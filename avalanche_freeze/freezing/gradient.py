@@ -112,7 +112,7 @@ class GradientProjection(CorrelationMeasure):
     def learn_task(self, backbone: FreezableBackbone, task: TaskImages, *, open_units: Sequence[int]) -> None:
         samples = task.samples()
         self.add_task_bases(backbone, samples, open_units=open_units)
-        if self.config.score == "calibrated":
+        if self.config.calibrated:
             held_out = task.held_out()
             self.add_task_calibration(backbone, samples if held_out is None else held_out, open_units=open_units)
 
@@ -179,7 +179,7 @@ class GradientProjection(CorrelationMeasure):
         """Per block-level unit: the weakest convolution's ``max over old tasks of ||G U U^T|| / ||G||``
         for the gradients summed since the last check (1.0 for frozen units, 0.0 without gradients);
         with ``score="calibrated"`` the weakest convolution's best calibrated score instead."""
-        calibrated = self.config.score == "calibrated"
+        calibrated = self.config.calibrated
         scores, details = [], {"raw": [], "chance": [], "ceiling": []}
         for i in range(len(backbone.units)):
             sums, bases = self.grad_sums.get(i), self.patch_bases.get(i)

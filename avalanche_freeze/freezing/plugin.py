@@ -223,7 +223,7 @@ class CorrelationFreezePlugin(SupervisedPlugin, supports_distributed=True):
             return
         start = time.perf_counter()
         self._measure_compute_shares(strategy, backbone)
-        if self.may_freeze and self.config.shrink and backbone.num_frozen_units:
+        if self.may_freeze and self.config.shrinks and backbone.num_frozen_units:
             self._revise(strategy, backbone)
         if self.may_freeze and self.config.decide_every == 0 and (not self.measure.scores_after_warmup
                                                                    or self.config.warmup_epochs == 0):

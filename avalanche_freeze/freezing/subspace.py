@@ -65,7 +65,7 @@ class SubspaceProjection(CorrelationMeasure):
         outs = unit_outputs(backbone, samples)
         for i, out in enumerate(outs):
             self.bases.setdefault(i, SubspaceBasis(energy=self.config.energy)).update(self.matrix(out))
-        calibrated = self.config.score == "calibrated"
+        calibrated = self.config.calibrated
         held_out = task.held_out() if self.config.normalize or calibrated else None
         if held_out is None and calibrated:
             held_out = samples  # a task too small for held-out images: the in-sample ratio
@@ -94,7 +94,7 @@ class SubspaceProjection(CorrelationMeasure):
 
     def scores(self, backbone: FreezableBackbone, task: TaskImages) -> List[float]:
         x = task.samples()
-        if self.config.score == "calibrated":
+        if self.config.calibrated:
             raw = self.raw_scores(backbone, x)
             chance = [self.chances.get(i, float("nan")) for i in range(len(raw))]
             ceiling = [self.ceilings.get(i, float("nan")) for i in range(len(raw))]

@@ -21,7 +21,7 @@ section                 keys
 ``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
 ``eval``                ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
 ``lump``                ``mem_size``, ``alpha``
-``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``score``, ``schedule``
+``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``score``, ``shrink``, ``schedule``
 ``si``, ``der``,        the baselines' options
 ``cassle``, ``pfr``,
 ``ewc``

@@ -69,7 +69,8 @@ RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_t
 
 #: Keys whose default has changed since they were added: the value a run saved before the key
 #: existed behaved as (any other missing key counts as its current default).
-KEYS_ADDED_WITH_ANOTHER_DEFAULT: Dict[str, Any] = {"freeze.first_task": 2}
+KEYS_ADDED_WITH_ANOTHER_DEFAULT: Dict[str, Any] = {"freeze.first_task": 2, "freeze.score": "raw",
+                                                     "freeze.shrink": False}
 
 
 def config_differences(a: Dict[str, Any], b: Dict[str, Any]) -> List[str]:

@@ -38,7 +38,8 @@ def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmni
     assert match, last
     assert float(match.group(1)) > 1.0 and float(match.group(2)) > 1.0  # task 2 ran with a frozen prefix
     rule_row = next(line for line in out.splitlines() if line.startswith("rule "))
-    assert rule_row.rstrip().endswith(" 0,3")  # frozen blocks per task: none in task 1, 3 (the cap) after
+    # frozen blocks per task: none in task 1, 3 (the cap) after; one check, and the cap stopped the prefix
+    assert rule_row.rstrip().endswith(" 0,3       cap 1")
     # without controls too, the rule's differences from LUMP paired by seed
     assert "rule minus arm, paired by seed" in out
     arms = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]
@@ -103,6 +104,37 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     for spec in ("2", "1:3", "2:99"):  # not TASK:BLOCKS; task 1 trains every unit; more blocks than the backbone's
         assert bench.main(["--output", str(tmp_path), "--controls-at", "1", "--fixed-prefix", spec, *_sets()]) == 2
         assert f"--fixed-prefix '{spec}' is not accepted" in capsys.readouterr().err
+
+
+def test_bench_freeze_ablation_ladder_takes_one_term_away_per_arm(tmp_path, fmnist_available, capsys):
+    bench = _load("bench_freeze")
+    rule = ("freeze.measure=subspace", "freeze.tau=0.5", "freeze.stability=0.5", "freeze.max_frozen_share=0.3",
+            "data.n_experiences=5", "data.max_train_per_task=64", "train.batch_size=16")
+    argv = ["--output", str(tmp_path), "--controls-at", "1", "--controls", "fixed3", "--ablations", *_sets(*rule)]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    cell = json.loads((tmp_path / "bench.json").read_text())["cells"][0]
+    assert set(cell["arms"]) == {"lump", "rule", "fixed3", "tau0", "no_gate", "task_start"}
+    config = lambda arm: json.loads((tmp_path / "simsiam" / "e1" / arm / "seed0" / "results.json").read_text())  # noqa: E731
+    assert config("tau0")["config"]["freeze"]["tau"] == 0 and config("tau0")["config"]["freeze"]["stability"] == 0.5
+    assert config("no_gate")["config"]["freeze"]["stability"] == 0 and config("no_gate")["config"]["freeze"]["tau"] == 0.5
+    history = config("task_start")["freeze_history"]
+    assert history and all(h["iteration"] == 0 for h in history)  # once per task, before training
+    decisions = [h for h in history if not h.get("revision")]  # (revisions of the prefix have no gate at all)
+    assert decisions and all(set(h["stability"].values()) == {1.0} for h in decisions)  # no gate: every unit passes
+    assert any(min(h["stability"].values()) < 1.0 for h in config("lump_freeze")["freeze_history"]
+               if not h.get("revision"))  # the gate measured
+    counts = cell["arms"]["rule"]["stopped_by"]
+    assert sum(counts.values()) == len(config("lump_freeze")["freeze_history"])
+    assert cell["arms"]["fixed3"]["stopped_by"] == {}  # a schedule decides nothing
+    header = next(line for line in out.splitlines() if line.startswith("arm "))
+    assert header.rstrip().endswith("stopped by")
+    capsys.readouterr()
+    # a ladder rung the configuration cannot run is refused before anything runs
+    assert bench.main(["--output", str(tmp_path / "x"), "--controls-at", "1", "--ablations", "task_start",
+                       *_sets("freeze.measure=gradient")]) == 2
+    assert "--ablations task_start cannot run with this configuration" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow
@@ -234,6 +266,7 @@ def test_score_discrimination_scores_each_presentation_and_counts_separated_seed
     sets = ["--set", "train.epochs=1", "--set", "data.max_train_per_task=128", "--set", "data.max_test_per_task=64",
             "--set", "model.width=0.125", "--set", "freeze.n_samples=32", "--set", "train.batch_size=32",
             "--set", "ssl.proj_dim=32", "--set", "ssl.pred_dim=8"]
+    sets += ["--set", "freeze.measure=gradient"]  # the measure that reads gradients (--iterations)
     assert script.main([*sets, "--seeds", "0", "--iterations", "2", "--transforms", "permute", "invert"]) == 0
     out = capsys.readouterr().out
     last = out.strip().splitlines()[-1]
@@ -263,3 +296,48 @@ def test_a_seed_separates_only_when_every_early_unit_is_on_the_right_side_of_tau
     result["permute"]["layer1.1"]["score"] = 0.1
     result["plain"]["stem"]["score"] = 0.79
     assert not script.separates(result, 0.8)
+
+
+def _fake_result(final_row, avg, bwd_per_task, frozen_blocks):
+    """A results.json with what the confirmation's report reads."""
+    return {"acc_matrix": {"knn_ci": [final_row] * 5, "linear_ci": [[a - 0.1 for a in final_row]] * 5},
+            "avg_acc": {"knn_ci": avg, "linear_ci": avg - 0.1},
+            "efficiency_total": {"BwdFLOPs_Exp": sum(bwd_per_task)},
+            "efficiency": [{"BwdFLOPs_Exp": b, "frozen_blocks": f, "freeze_stopped_by": None}
+                           for b, f in zip(bwd_per_task, frozen_blocks)]}
+
+
+def test_confirmation_report_pairs_arms_by_method_and_seed_and_judges_each_endpoint(tmp_path, capsys):
+    conf = _load("confirmation")
+    # rule - fixed3 on the shifted task 3: +3, +5, +4 (mean 4, sd 1, se 1/sqrt(3)); a fourth pair is
+    # missing an arm and is left out
+    gains = {("simsiam", 1000): 0.03, ("barlowtwins", 1000): 0.05, ("simsiam", 1001): 0.04}
+    for (ssl, seed), gain in gains.items():
+        arms = {"lump": _fake_result([0.8, 0.6, 0.7, 0.9, 0.9], 0.78, [10] * 5, [0] * 5),
+                "lump_freeze": _fake_result([0.8, 0.6, 0.7 + gain, 0.9, 0.9], 0.78, [10, 10, 10, 5, 5], [0, 0, 0, 5, 5]),
+                "fixed3": _fake_result([0.8, 0.6, 0.7, 0.9, 0.9], 0.78, [10, 10, 7, 7, 6], [0, 0, 3, 3, 3]),
+                "tau0": _fake_result([0.8, 0.6, 0.7, 0.9, 0.9], 0.78, [10, 10, 5, 5, 5], [0, 0, 5, 5, 5])}
+        for arm, result in arms.items():
+            folder = tmp_path / "A" / ssl / "e3" / arm / f"seed{seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps(result))
+    (tmp_path / "A" / "barlowtwins" / "e3" / "lump" / "seed1001").mkdir(parents=True)
+    (tmp_path / "A" / "barlowtwins" / "e3" / "lump" / "seed1001" / "results.json").write_text(
+        json.dumps(_fake_result([0.5] * 5, 0.5, [10] * 5, [0] * 5)))
+    summary = conf.stream_summary(tmp_path, "A")
+    assert len(summary["pairs"]) == 3 and summary["planned"] == 16
+    found = {e["endpoint"]: e for e in conf.endpoints(summary)}
+    shifted = found["shifted-task final kNN CI acc, rule - fixed3"]
+    se = 1 / 3 ** 0.5
+    assert shifted["value"].startswith(f"+4.00 +- {se:.2f}") and shifted["verdict"] == "MET"  # 4 >= 2, CI > 0
+    flops = found["backward FLOPs, LUMP / rule over the run"]
+    assert flops["value"] == f"{50 / 40:.2f} +- 0.00" and flops["verdict"] == "MET"  # 50 / 40 = 1.25 >= 1.2
+    average = found["average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)"]
+    assert average["value"].endswith("bound +0.00") and average["verdict"] == "MET"  # equal averages: 0 >= -0.5
+    assert conf.main(["report", "--output", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "3 of 16 planned (method, seed) pairs -- INTERIM" in out
+    rule_row = next(line for line in out.splitlines() if line.startswith("rule "))
+    assert "0,0,0,5,5" in rule_row and " 1.250 " in rule_row
+    assert json.loads((tmp_path / "r.json").read_text())[0]["stream"] == "A"
+    assert conf.main(["report", "--output", str(tmp_path / "none")]) == 2

@@ -68,8 +68,8 @@ def test_calibrated_scores_are_refused_for_cka_and_recorded_with_their_parts(tin
     runs, after_task_1 = {}, {}
     for score in ("raw", "calibrated"):
         torch.manual_seed(0)
-        plugin = CorrelationFreezePlugin(score=score, tau=0.0, stability=0.0, decide_every=2, first_task=2,
-                                         max_frozen_share=0.3, n_samples=16)
+        plugin = CorrelationFreezePlugin(measure="gradient", score=score, tau=0.0, stability=0.0, decide_every=2,
+                                         first_task=2, max_frozen_share=0.3, n_samples=16)
         s = make_strategy(tiny_bench, [plugin], train_mb_size=16)
         s.train(tiny_bench.benchmark.train_stream[0])
         after_task_1[score] = plugin.state_dict()
@@ -86,6 +86,6 @@ def test_calibrated_scores_are_refused_for_cka_and_recorded_with_their_parts(tin
                                                                  calibrated["score_ceiling"][stem]))
     state = after_task_1["calibrated"]
     assert state["patch_chances"] and state["patch_ceilings"] and not after_task_1["raw"]["patch_chances"]
-    restored = CorrelationFreezePlugin(score="calibrated")
+    restored = CorrelationFreezePlugin(measure="gradient", score="calibrated")
     restored.load_state_dict(state, backbone=CifarResNet18(width=0.125, in_channels=1))
     assert restored.measure.chances == state["patch_chances"] and restored.measure.ceilings == state["patch_ceilings"]

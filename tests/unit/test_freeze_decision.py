@@ -97,7 +97,7 @@ def test_a_revision_cuts_the_frozen_prefix_at_its_first_unit_below_tau_and_never
 
 
 def test_a_replay_re_scores_revisions_as_revisions():
-    history = _history((2, 16, [1.0, 1.0, 0.9, 0.9], [1.0, 1.0, 1.0, 1.0], 3),
+    history = _history((2, 16, [1.0, 1.0, 0.9, 0.5], [1.0, 1.0, 1.0, 1.0], 3),
                        (3, 0, [1.0, 0.7, 0.9, 0.9], [], 1))
     history[1]["revision"] = True
     replay = lambda **kw: replay_decisions(history, ends=[1, 2, 3, 4], shares=SHARES,  # noqa: E731

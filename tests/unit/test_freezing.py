@@ -165,7 +165,7 @@ def test_plugin_restores_its_prefix_from_a_checkpoint():
 
 def test_plugin_freezes_prefix_progressively_and_logs(tiny_bench):
     plugin = CorrelationFreezePlugin(measure="subspace", decide_every=0, stability=0, tau=0.0, max_frozen_share=0.5,
-                                     n_samples=32, first_task=2)
+                                     n_samples=32, first_task=2, shrink=False)
     s = make_strategy(tiny_bench, [plugin])
     net = s.backbone
     stream = tiny_bench.benchmark.train_stream
@@ -250,7 +250,7 @@ def test_gradient_score_is_high_on_old_input_directions_and_low_on_new_ones():
     """The stem of a 2-channel backbone: task A lights channel 0 only. A gradient computed on
     channel-0 images lies in A's input-patch space (ratio ~1); one on channel-1 images does not (~0)."""
     net = CifarResNet18(width=0.125, in_channels=2)
-    plugin = CorrelationFreezePlugin(measure="gradient", n_samples=16, energy=0.9999)
+    plugin = CorrelationFreezePlugin(measure="gradient", score="raw", n_samples=16, energy=0.9999)
     plugin.compute_shares = unit_compute_shares(net, torch.randn(1, 2, 16, 16))
 
     def images(channel):
@@ -492,7 +492,8 @@ def test_shrink_unfreezes_the_prefix_at_a_task_whose_scores_fall_below_tau(tiny_
 
 def test_without_shrink_the_prefix_stays_whatever_the_new_task_scores(tiny_bench):
     plugin = CorrelationFreezePlugin(measure="subspace", tau=0.8, stability=0.0, decide_every=0, n_samples=16,
-                                     first_task=2, max_frozen_share=1.0)
+                                     first_task=2, max_frozen_share=1.0, shrink=False)
+    assert CorrelationFreezePlugin().config.shrinks and not CorrelationFreezePlugin(measure="gradient").config.shrinks
     scripted = _ScriptedScores(plugin.measure, {1: [1.0] * 9, 2: [0.0] * 9})
     plugin.measure.scores = scripted
     s = make_strategy(tiny_bench, [plugin], train_mb_size=8, train_epochs=1)

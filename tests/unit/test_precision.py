@@ -110,7 +110,7 @@ def test_freezing_ignores_gradients_of_skipped_float16_steps(tiny_bench):
     """An iteration whose gradients overflow (the scaler skips its step) adds nothing to the sums."""
     from avalanche_freeze import CifarResNet18
 
-    plugin = CorrelationFreezePlugin(decide_every=4)
+    plugin = CorrelationFreezePlugin(measure="gradient", decide_every=4)
     net = CifarResNet18(width=0.125, in_channels=1)
     net(torch.randn(2, 1, 16, 16)).sum().backward()
     plugin.measure.observe_backward(net, open_units=plugin.open_units(net))

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from avalanche_freeze.analysis.stats import efficiency_ratio, format_mean_std, format_spread, mean_std, seeds_for_margin
+from avalanche_freeze.analysis.stats import (efficiency_ratio, format_mean_std, format_spread, mean_std, paired_interval,
+                                            seeds_for_margin, t_quantile)
 
 
 def test_mean_and_spread_by_hand():
@@ -34,3 +35,28 @@ def test_seeds_a_paired_bound_needs():
     assert seeds_for_margin(1.0, 1.0, z=2.0) == 4
     with pytest.raises(ValueError, match="margin 0 is not accepted"):
         seeds_for_margin(1.0, 0)
+
+
+def test_t_quantiles_match_the_published_table():
+    # two-sided 95 % (p = 0.975) and one-sided 95 % (p = 0.95) critical values of Student's t
+    table = {(0.975, 1): 12.706, (0.975, 2): 4.303, (0.975, 7): 2.365, (0.975, 15): 2.131, (0.975, 30): 2.042,
+             (0.95, 7): 1.895, (0.95, 15): 1.753}
+    for (p, df), value in table.items():
+        assert t_quantile(p, df) == pytest.approx(value, abs=1e-3), (p, df)
+    assert t_quantile(0.975, 10_000) == pytest.approx(1.960, abs=1e-3)  # the normal limit
+    assert t_quantile(0.025, 7) == pytest.approx(-2.365, abs=1e-3)
+    for bad in ((1.0, 5), (0.0, 5), (0.9, 0)):
+        with pytest.raises(ValueError, match="is not accepted"):
+            t_quantile(*bad)
+
+
+def test_paired_interval_by_hand():
+    diffs = [1.0, 2.0, 3.0, 2.0]  # mean 2, sd sqrt(2/3), se sqrt(2/3)/2 = 0.4082
+    iv = paired_interval(diffs)
+    se = (2 / 3) ** 0.5 / 2
+    assert (iv.n, iv.mean) == (4, 2.0) and iv.se == pytest.approx(se)
+    assert iv.low == pytest.approx(2.0 - 3.182 * se, abs=1e-3) and iv.high == pytest.approx(2.0 + 3.182 * se, abs=1e-3)
+    assert iv.lower_bound == pytest.approx(2.0 - 2.353 * se, abs=1e-3)
+    assert str(iv) == "+2.00 +- 0.41 (95 % CI +0.70 to +3.30; n=4)"
+    with pytest.raises(ValueError, match="at least 2"):
+        paired_interval([1.0])

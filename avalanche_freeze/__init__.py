@@ -11,6 +11,7 @@ with _warnings.catch_warnings():  # restores the caller's warning filters afterw
     # qpsolvers (imported by Avalanche's GEM) warns when no QP solver is installed; nothing here uses it
     _warnings.filterwarnings("ignore", message="no QP solver found", category=UserWarning)
     from .augmentations import TwoViewAugmentation
+    from .backbone_files import load_backbone, save_backbone
     from .backbones import CifarResNet18, FreezableBackbone
     from .benchmarks import DatasetError, SSLBenchmark, make_benchmark
     from .probes import KNNProbe, LinearProbe
@@ -31,5 +32,7 @@ __all__ = [
     "SelfSupervisedStrategy",
     "TwoViewAugmentation",
     "default_ssl_evaluator",
+    "load_backbone",
     "make_benchmark",
+    "save_backbone",
 ]

@@ -7,6 +7,8 @@
     then its report;
 ``avalanche-freeze report RUNS_DIR [--output DIR] [--wandb]``
     the summary table (markdown) and PNG plots of a folder of runs;
+``avalanche-freeze export RUN_DIR [--output FILE] [--format state_dict|torchvision]``
+    the run's trained backbone as a plain ``torch.save`` state dict and a JSON description;
 ``torchrun --nproc_per_node=N -m avalanche_freeze run ...``
     the same run, data parallel over N processes (process 0 logs, checkpoints and prints);
 ``avalanche-freeze list``
@@ -38,6 +40,7 @@ from .health import TrainingHealthError
 from .run.checkpoint import CHECKPOINT_NAME, CheckpointError
 from .run.config import ConfigError, ExperimentConfig, flatten
 from .run.experiment import ExperimentRun
+from .run.export import export_run
 from .run.grid import GridSpec, run_grid
 from .run.output_lock import OutputLock, OutputLockedError
 from .run.recipes import available_strategies, check_config, recipe_path
@@ -91,6 +94,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--key", help="accuracy matrix of the plots (default: the first, knn_ci)")
     report.add_argument("--wandb", action="store_true", help="log the plots and table to W&B (job type report)")
     report.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    export = sub.add_parser("export", help="write a run's trained backbone as a plain state dict + JSON")
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (avalanche-freeze run --output)")
+    export.add_argument("--output", type=Path, help="the state dict's file (default RUN_DIR/backbone.pt; the "
+                                                    "description is written beside it as .json)")
+    export.add_argument("--format", choices=("state_dict", "torchvision"), default="state_dict",
+                        help="key layout: this package's CifarResNet18 (default) or torchvision's resnet18")
+    export.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub.add_parser("list", help="list strategies, SSL methods and config keys with their defaults")
     return p
 
@@ -156,6 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return _grid(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "export":
+        return _export(args)
     if args.resume and args.overwrite:
         return _error("--resume and --overwrite exclude each other", 2)
     expanded = os.path.expandvars(str(args.output))
@@ -180,7 +192,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_distributed(args, cfg: ExperimentConfig) -> int:
-    """One process of ``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
+    """One process of ``avalanche-freeze export RUN_DIR [--output FILE] [--format state_dict|torchvision]``
+    the run's trained backbone as a plain ``torch.save`` state dict and a JSON description;
+``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
     parallel (:mod:`~avalanche_freeze.distributed`); process 0 logs, checkpoints and prints."""
     try:
         device = init_distributed(seed=cfg.seed, device=cfg.device)
@@ -261,6 +275,18 @@ def _report(args, *, runs_dir: Optional[Path] = None, title: Optional[str] = Non
         folder = log_report(files, rows, header, output=files["report.md"].parent,
                             group=title or getattr(args, "title", None) or Path(runs_dir).name)
         print(f"W&B report run: {folder}")
+    return 0
+
+
+def _export(args) -> int:
+    try:
+        path = export_run(args.run_dir, args.output, layout=args.format)
+    except (CheckpointError, ConfigError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        return _error(str(exc), 1)
+    print(f"backbone written to {path} (description: {path.with_suffix('.json')}; "
+          f"load with avalanche_freeze.load_backbone or torch.load(..., weights_only=True))")
     return 0
 
 

@@ -8,18 +8,25 @@ stream, every arm and every endpoint of the plan with its paired differences (po
 and SSL methods: mean +- standard error, 95 % interval by Student's t), and whether each target
 is met; it says how many of the planned pairs are in (an interim report says so).
 
+Finished runs are copied (their ``results.json``, which is all a reuse needs) to
+``experiments/results/confirmation/``, which is committed, and ``run`` copies them back into
+``--output`` first: a confirmation continues on another machine where the last one stopped.
+``report --output experiments/results/confirmation`` reads the committed copies.
+
 Streams (``data.task_transforms``; :mod:`avalanche_freeze.task_transforms`):
 ``A``: task 3 pixel-permuted; ``B``: tasks 3 and 5 permuted; ``plain``: Split Fashion-MNIST.
 
 Usage:
     python experiments/confirmation.py run --stream A [--seeds 1000 1001 ...] [--output runs/confirmation]
     python experiments/confirmation.py report [--output runs/confirmation] [--json FILE]
+    python experiments/confirmation.py archive [--output runs/confirmation]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -39,13 +46,29 @@ SEEDS = tuple(range(1000, 1008))
 EPOCHS = 3
 CONFIG = HERE / "configs" / "fmnist.yaml"
 OVERRIDES = ("data.max_test_per_task=2000", "eval.probes=[knn,linear]", f"train.epochs={EPOCHS}")
+#: Where finished runs' results.json are kept in the repository.
+ARCHIVE = HERE / "results" / "confirmation"
 #: Arm -> the directory bench_freeze.py writes it to.
 ARMS = {"lump": "lump", "rule": "lump_freeze", "fixed3": "fixed3", "tau0": "tau0"}
 
 
-def run_stream(stream: str, seeds: Sequence[int], output: Path) -> int:
-    """Train (or reuse) every arm of ``stream`` for ``seeds``, seed by seed, method by method."""
+def copy_results(source: Path, target: Path) -> int:
+    """Copy every ``results.json`` under ``source`` that ``target`` lacks, keeping the layout; returns how many."""
+    copied = 0
+    for path in sorted(source.rglob("results.json")):
+        dest = target / path.relative_to(source)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+            copied += 1
+    return copied
+
+
+def run_stream(stream: str, seeds: Sequence[int], output: Path, archive: Path = ARCHIVE) -> int:
+    """Train (or reuse) every arm of ``stream`` for ``seeds``, seed by seed, method by method; finished
+    runs are copied from ``archive`` first and to it after each (method, seed)."""
     transforms = "[" + ",".join(STREAMS[stream]) + "]"
+    copy_results(archive / stream, output / stream)
     for seed in seeds:
         for ssl in SSL_METHODS:
             cmd = [sys.executable, str(HERE / "bench_freeze.py"), "--config", str(CONFIG),
@@ -54,6 +77,7 @@ def run_stream(stream: str, seeds: Sequence[int], output: Path) -> int:
                    "--ablations", "tau0", "--output", str(output / stream)]
             print(f"confirmation: stream {stream}, {ssl}, seed {seed}", flush=True)
             rc = subprocess.call(cmd, stdout=subprocess.DEVNULL)
+            copy_results(output / stream, archive / stream)
             if rc:
                 return rc
     return 0
@@ -187,9 +211,14 @@ def main(argv=None) -> int:
     rep = sub.add_parser("report", help="print every arm and endpoint of the finished pairs")
     rep.add_argument("--output", type=Path, default=Path("runs/confirmation"))
     rep.add_argument("--json", type=Path, default=None, help="also write the summaries and endpoints here")
+    arc = sub.add_parser("archive", help=f"copy finished runs' results.json to {ARCHIVE.relative_to(HERE.parent)}")
+    arc.add_argument("--output", type=Path, default=Path("runs/confirmation"))
     args = p.parse_args(argv)
     if args.command == "run":
         return run_stream(args.stream, args.seeds, args.output)
+    if args.command == "archive":
+        print(f"confirmation: {copy_results(args.output, ARCHIVE)} results copied to {ARCHIVE}")
+        return 0
     summaries = [s for s in (stream_summary(args.output, stream) for stream in STREAMS) if s]
     if not summaries:
         print(f"confirmation: error: no finished pair in {args.output}", file=sys.stderr)

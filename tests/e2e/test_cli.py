@@ -6,7 +6,11 @@ import sys
 
 import pytest
 
+import torch
+
+from avalanche_freeze import CifarResNet18, load_backbone
 from avalanche_freeze.cli import main
+from avalanche_freeze.run.checkpoint import load_checkpoint
 from avalanche_freeze.run.recipes import available_strategies
 
 from ..conftest import REPO, TINY_SET, run_cli
@@ -120,3 +124,28 @@ def test_a_stream_with_a_transformed_task_records_the_transforms_and_what_stoppe
     assert per_task[1] == (1, decided[-1]["frozen_blocks"], decided[-1]["stopped_by"])
     assert main(["run", "--output", str(tmp_path / "bad"), "--set", "data.n_experiences=2",
                  "--set", "data.task_transforms=[none,swirl]"]) == 2
+
+
+def test_export_writes_a_backbone_plain_torch_loads_with_the_run_s_features(tmp_path, fmnist_available, capsys):
+    assert run_cli(tmp_path, "--strategy", "lump_freeze", "--set", "data.n_experiences=2") == 0
+    run = tmp_path / "run"
+    assert main(["export", str(run), "--output", str(tmp_path / "out" / "backbone.pt")]) == 0
+    assert "backbone written to" in capsys.readouterr().out
+    path = tmp_path / "out" / "backbone.pt"
+    state = torch.load(path, weights_only=True)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert meta["tasks_trained"] == 2 and meta["config"]["strategy"] == "lump_freeze"
+    assert set(meta["final_accuracy"]) >= {"knn_ci", "knn_ti"}
+    # the run's own backbone, straight from its checkpoint
+    model = load_checkpoint(run)["strategy"]["model"]
+    reference = CifarResNet18(width=meta["width"], in_channels=1)
+    reference.load_state_dict({k[len("backbone."):]: v for k, v in model.items() if k.startswith("backbone.")})
+    reference.set_frozen_prefix(0)
+    assert state.keys() == {k for k in reference.state_dict() if k != "frozen_units"}
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(load_backbone(path)(x), reference.eval()(x))
+    assert main(["export", str(run), "--format", "torchvision"]) == 0  # default output: RUN_DIR/backbone.pt
+    assert "layer1.0.conv1.weight" in torch.load(run / "backbone.pt", weights_only=True)
+    capsys.readouterr()
+    assert main(["export", str(tmp_path / "missing")]) == 1
+    assert "holds no run checkpoint" in capsys.readouterr().err

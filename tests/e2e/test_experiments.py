@@ -341,3 +341,20 @@ def test_confirmation_report_pairs_arms_by_method_and_seed_and_judges_each_endpo
     assert "0,0,0,5,5" in rule_row and " 1.250 " in rule_row
     assert json.loads((tmp_path / "r.json").read_text())[0]["stream"] == "A"
     assert conf.main(["report", "--output", str(tmp_path / "none")]) == 2
+
+
+def test_confirmation_copies_finished_results_both_ways_and_never_overwrites(tmp_path):
+    conf = _load("confirmation")
+    run = tmp_path / "runs" / "A" / "simsiam" / "e3" / "lump" / "seed1000"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text("{}")
+    (run / "checkpoint.pt").write_text("not copied")
+    archive = tmp_path / "archive"
+    assert conf.copy_results(tmp_path / "runs", archive) == 1
+    assert [p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()] == [
+        "A/simsiam/e3/lump/seed1000/results.json"]
+    (archive / "A" / "simsiam" / "e3" / "lump" / "seed1000" / "results.json").write_text('{"kept": 1}')
+    assert conf.copy_results(tmp_path / "runs", archive) == 0  # an existing copy is left as it is
+    fresh = tmp_path / "fresh"
+    assert conf.copy_results(archive, fresh) == 1
+    assert (fresh / "A" / "simsiam" / "e3" / "lump" / "seed1000" / "results.json").read_text() == '{"kept": 1}'

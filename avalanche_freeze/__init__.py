@@ -13,7 +13,7 @@ with _warnings.catch_warnings():  # restores the caller's warning filters afterw
     from .augmentations import TwoViewAugmentation
     from .backbone_files import load_backbone, save_backbone
     from .backbones import CifarResNet18, FreezableBackbone
-    from .benchmarks import DatasetError, SSLBenchmark, make_benchmark
+    from .benchmarks import DatasetError, SSLBenchmark, make_benchmark, torchvision_fmnist_root
     from .probes import KNNProbe, LinearProbe
     from .strategy import SelfSupervisedModel, SelfSupervisedStrategy, default_ssl_evaluator
     from .validation import ConfigError
@@ -35,4 +35,5 @@ __all__ = [
     "load_backbone",
     "make_benchmark",
     "save_backbone",
+    "torchvision_fmnist_root",
 ]

@@ -53,6 +53,7 @@ __all__ = [
     "SSLBenchmark",
     "benchmark_from_datasets",
     "make_benchmark",
+    "torchvision_fmnist_root",
 ]
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -214,6 +215,40 @@ def _find_fmnist_dir(candidates: Sequence[Path]) -> Optional[Dict[str, Path]]:
             if len(found) == 4:
                 return found
     return None
+
+
+def torchvision_fmnist_root(target: Union[str, Path], source: Union[str, Path, None] = None) -> Path:
+    """Lay Fashion-MNIST out under ``target`` the way torchvision's ``FashionMNIST`` reads it
+    (``TARGET/FashionMNIST/raw/``, decompressed IDX files), from the embedded copy (Debian's
+    ``dataset-fashion-mnist``) or ``source``; returns ``target``.
+
+    Debian's ``.gz`` files hold the same images as torchvision's but compress differently, so their
+    checksums differ and torchvision would download again; decompressed files are read without a
+    checksum. This makes Avalanche's own benchmark work offline::
+
+        from avalanche.benchmarks.classic import SplitFMNIST
+        bench = SplitFMNIST(n_experiences=5, dataset_root=torchvision_fmnist_root("data"))
+
+    Files already there are kept. Raises :class:`DatasetError` when no complete copy is found.
+    """
+    files = _find_fmnist_dir([Path(source)] if source is not None else [DEBIAN_FASHION_MNIST])
+    if files is None:
+        where = source if source is not None else DEBIAN_FASHION_MNIST
+        raise DatasetError(f"Fashion-MNIST not found in {where} (install it with `apt-get install "
+                           "dataset-fashion-mnist`, or pass source=); expected " + BENCHMARKS["fmnist"].layout)
+    raw = Path(target) / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for key, path in files.items():
+        dest = raw / FMNIST_FILES[key]
+        if dest.is_file():
+            continue
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            data = f.read()
+        tmp = dest.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(dest)
+    return Path(target)
 
 
 def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorDataset, ImageTensorDataset]:

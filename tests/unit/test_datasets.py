@@ -2,8 +2,10 @@
 
 import pytest
 import torch
+from avalanche.benchmarks.classic import SplitFMNIST
 
-from avalanche_freeze.benchmarks import DatasetError, ImageTensorDataset, benchmark_from_datasets, make_benchmark
+from avalanche_freeze.benchmarks import (DatasetError, ImageTensorDataset, benchmark_from_datasets, make_benchmark,
+                                         torchvision_fmnist_root)
 
 from ..conftest import write_fmnist
 
@@ -122,3 +124,19 @@ def test_augmentation_follows_the_reference_per_image_size():
     aug = TwoViewAugmentation(image_size=32, channels=3, mean=(0.5,) * 3, std=(0.5,) * 3, brightness=0.8, hue=0.2)
     jitter = aug.strong[2]
     assert jitter.brightness == pytest.approx(0.8) and jitter.hue == pytest.approx(0.2)
+
+
+def test_avalanche_s_own_split_fmnist_builds_offline_from_the_embedded_copy(tmp_path, fmnist_available, monkeypatch):
+    def no_download(*args, **kwargs):
+        raise AssertionError("torchvision tried to download")
+
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", no_download)
+    root = torchvision_fmnist_root(tmp_path / "data")
+    assert sorted(p.name for p in (root / "FashionMNIST" / "raw").iterdir()) == [
+        "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    bench = SplitFMNIST(n_experiences=5, dataset_root=root, seed=0)
+    assert sum(len(e.dataset) for e in bench.train_stream) == 60000
+    assert sum(len(e.dataset) for e in bench.test_stream) == 10000
+    assert torchvision_fmnist_root(tmp_path / "data") == root  # a second call keeps what is there
+    with pytest.raises(DatasetError, match="Fashion-MNIST not found in"):
+        torchvision_fmnist_root(tmp_path / "other", source=tmp_path / "empty")

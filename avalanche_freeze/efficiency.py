@@ -9,12 +9,19 @@
   counting: use ``count_every > 1`` when time matters);
 * ``CountedTime_Exp``: the wall time of the counted iterations' windows that was replaced;
 * ``Throughput_Exp`` training images per second;
-* ``FwdFLOPs_Iter`` / ``BwdFLOPs_Iter``: forward / backward FLOPs of one training
-  iteration (mean over counted iterations), and ``FwdFLOPs_Exp`` / ``BwdFLOPs_Exp``
-  their totals over the experience, counted with :class:`torch.utils.flop_counter.FlopCounterMode`;
+* ``FwdFLOPs_Exp`` / ``BwdFLOPs_Exp``: forward / backward FLOPs over the experience, counted
+  with :class:`torch.utils.flop_counter.FlopCounterMode`, and ``FwdFLOPs_Iter`` /
+  ``BwdFLOPs_Iter`` their mean per iteration;
 * ``SavedActBytes_Iter``: bytes of tensors autograd saves for backward in one
-  iteration, excluding parameters (device independent; mean over counted iterations);
+  iteration, excluding parameters (device independent; mean over iterations);
 * ``PeakGPUMem_Exp``: peak allocated CUDA memory in bytes (CUDA only).
+
+Which iterations are counted: every ``count_every``-th, and also the first iteration after
+anything that changes an iteration's cost: the set of parameters that require gradients (a
+frozen prefix grows or shrinks), the shape of the mini-batch (the last, smaller batch of an
+epoch) or the strategy's ``precision``. An uncounted iteration costs what the last counted one
+did, so the totals are exact whenever the cost changes only with that state, however short the
+task and wherever in it the prefix changes.
 
 The forward count spans ``before_forward`` to ``before_backward`` (SSL forward,
 loss and plugin terms added before backward); the backward count spans the
@@ -47,8 +54,10 @@ class MetricsConfig:
 
     Attributes:
         flops_every: count FLOPs and saved-activation bytes on every ``flops_every``-th
-            training iteration (10: a sample; the totals extrapolate the counted iterations' mean,
-            and their time is kept out of ``TrainTime_Exp``; 1: exact totals, time includes counting).
+            training iteration (10: a sample; an uncounted iteration costs what the last counted
+            one did, and the counted iterations' time is kept out of ``TrainTime_Exp``); the
+            first iteration after the frozen prefix, batch shape or precision changes is always
+            counted. 1: every iteration, and the time includes counting.
     """
 
     flops_every: int = 10
@@ -98,8 +107,9 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
 
     Args:
         count_every: count FLOPs and saved bytes on every ``count_every``-th
-            iteration (1 = every iteration: exact totals; larger values scale the
-            counted iterations' mean by the number of iterations).
+            iteration (1 = every iteration), and on the first iteration after a change of
+            the trainable parameters, the batch shape or the precision; an uncounted iteration
+            costs what the last counted one did.
     """
 
     def __init__(self, *, count_every: int = 1) -> None:
@@ -110,9 +120,11 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         self.reset()
 
     def reset(self) -> None:
-        self._fwd: List[int] = []
-        self._bwd: List[int] = []
-        self._saved: List[int] = []
+        # the last counted iteration's (forward FLOPs, backward FLOPs, saved bytes) and the sums over iterations
+        self._cost: List[float] = [0.0, 0.0, 0.0]
+        self._totals: List[float] = [0.0, 0.0, 0.0]
+        self._state: Optional[tuple] = None
+        self._count_now = False
         self._iters = 0
         self._images = 0
         self._start = 0.0
@@ -138,13 +150,22 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         self._sync(strategy)
         self._start = time.perf_counter()
 
-    def _counting(self) -> bool:
-        return self._iters % self.count_every == 0
+    @staticmethod
+    def cost_state(strategy) -> tuple:
+        """What an iteration's FLOPs and saved bytes depend on, besides the model's architecture:
+        which parameters train, the mini-batch shape and the precision (host-side reads only)."""
+        trainable = tuple(p.requires_grad for p in strategy.model.parameters())
+        batch = getattr(strategy, "mb_x", None)
+        shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else None
+        return trainable, shape, getattr(strategy, "precision", None)
 
     def before_forward(self, strategy):
         self._sync(strategy)
         self._window_start = time.perf_counter()
-        if self._counting():
+        state = self.cost_state(strategy)
+        self._count_now = self._iters % self.count_every == 0 or state != self._state
+        self._state = state
+        if self._count_now:
             self._counter = FlopCounterMode(display=False)
             self._counter.__enter__()
             self._meter = SavedTensorMeter(exclude=list(strategy.model.parameters()))
@@ -154,8 +175,8 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         if self._counter is not None and self._meter is not None:
             self._meter.__exit__(None, None, None)
             self._counter.__exit__(None, None, None)
-            self._fwd.append(self._counter.get_total_flops())
-            self._saved.append(self._meter.bytes)
+            self._cost[0] = self._counter.get_total_flops()
+            self._cost[2] = self._meter.bytes
             self._meter = None
             self._counter = FlopCounterMode(display=False)
             self._counter.__enter__()
@@ -163,13 +184,13 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
     def after_backward(self, strategy):
         if self._counter is not None:
             self._counter.__exit__(None, None, None)
-            self._bwd.append(self._counter.get_total_flops())
+            self._cost[1] = self._counter.get_total_flops()
             self._counter = None
 
     def after_update(self, strategy):
         self._sync(strategy)
         window = time.perf_counter() - self._window_start
-        if self._counting():
+        if self._count_now:
             self._counted_time += window
             self._counted_windows += 1
         else:
@@ -178,6 +199,7 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
     def after_training_iteration(self, strategy):
         self._iters += 1
         self._images += len(strategy.mb_x)
+        self._totals = [t + c for t, c in zip(self._totals, self._cost)]
 
     def after_training_exp(self, strategy):
         self._sync(strategy)
@@ -185,16 +207,17 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         if self._uncounted:  # counted windows replaced by a typical uncounted one
             typical = sorted(self._uncounted)[len(self._uncounted) // 2]
             elapsed += self._counted_windows * typical - self._counted_time
-        mean = lambda v: sum(v) / len(v) if v else 0.0  # noqa: E731
+        fwd, bwd, saved = self._totals
+        per_iter = lambda total: total / self._iters if self._iters else 0.0  # noqa: E731
         values = {
             "TrainTime_Exp": elapsed,
             "CountedTime_Exp": self._counted_time,
             "Throughput_Exp": self._images / elapsed if elapsed > 0 else 0.0,
-            "FwdFLOPs_Iter": mean(self._fwd),
-            "BwdFLOPs_Iter": mean(self._bwd),
-            "FwdFLOPs_Exp": mean(self._fwd) * self._iters,
-            "BwdFLOPs_Exp": mean(self._bwd) * self._iters,
-            "SavedActBytes_Iter": mean(self._saved),
+            "FwdFLOPs_Iter": per_iter(fwd),
+            "BwdFLOPs_Iter": per_iter(bwd),
+            "FwdFLOPs_Exp": fwd,
+            "BwdFLOPs_Exp": bwd,
+            "SavedActBytes_Iter": per_iter(saved),
             "Iterations_Exp": float(self._iters),
         }
         if torch.device(strategy.device).type == "cuda":

@@ -143,3 +143,34 @@ def test_a_fixed_schedule_makes_the_decision_options_neutral():
     assert config_differences(older, _rule_config("freeze.schedule=[[1,0,4]]")) == ["freeze.schedule"]
     assert config_differences(_rule_config(), _rule_config("freeze.stability=0.999")) == ["freeze.stability"]
     assert config_differences(_rule_config(schedule), _rule_config()) == ["freeze.schedule"]
+
+
+def test_a_freeze_in_the_middle_of_a_short_task_shows_in_the_flop_totals(tiny_bench):
+    """A 3-block freeze at iteration 1 of a 4-iteration task, FLOPs sampled every 1000 iterations: the first
+    iteration after the change is counted anyway, and the totals equal counting every iteration."""
+    from avalanche.training.plugins import EvaluationPlugin
+
+    from avalanche_freeze import efficiency
+    from avalanche_freeze.plugins import CorrelationFreezePlugin
+
+    from ..conftest import make_strategy
+
+    totals = {}
+    for every in (1, 1000):
+        torch.manual_seed(0)
+        metric = efficiency.EfficiencyMetrics(count_every=every)
+        s = make_strategy(tiny_bench, plugins=[CorrelationFreezePlugin(schedule=[[0, 1, 3]])],
+                          evaluator=EvaluationPlugin(metric, loggers=[]), train_mb_size=24, train_epochs=2)
+        s.train(tiny_bench.benchmark.train_stream[0])  # 64 images: two full batches of 24 per epoch
+        assert s.backbone.num_frozen_units == 3
+        totals[every] = metric.last
+    exact, sampled = totals[1], totals[1000]
+    assert exact["Iterations_Exp"] == sampled["Iterations_Exp"] == 4
+    for key in ("FwdFLOPs_Exp", "BwdFLOPs_Exp", "SavedActBytes_Iter"):
+        assert sampled[key] == pytest.approx(exact[key], rel=1e-9), key
+    # the saving is there: 3 of 4 iterations ran with 3 frozen blocks
+    metric = efficiency.EfficiencyMetrics(count_every=1)
+    make_strategy(tiny_bench, evaluator=EvaluationPlugin(metric, loggers=[]), train_mb_size=24,
+                  train_epochs=2).train(tiny_bench.benchmark.train_stream[0])
+    assert exact["BwdFLOPs_Exp"] < 0.95 * metric.last["BwdFLOPs_Exp"]
+    assert exact["FwdFLOPs_Exp"] == pytest.approx(metric.last["FwdFLOPs_Exp"], rel=1e-9)

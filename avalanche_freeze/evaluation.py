@@ -124,13 +124,18 @@ class ProbeEvaluator(SupervisedPlugin, supports_distributed=True):
 
     # ------------------------------------------------------------ callbacks
     def before_training_exp(self, strategy, **kwargs):
-        exp_id = strategy.experience.current_experience
-        self._experiences[exp_id] = strategy.experience
-        if exp_id not in self.trained:
-            self.trained.append(exp_id)
-        self.invalidate()
+        self.add_trained(strategy.experience)
 
     def after_update(self, strategy, **kwargs):
+        self.invalidate()
+
+    def add_trained(self, experience) -> None:
+        """Add ``experience`` to the trained ones when the backbone was trained on it elsewhere; its
+        bank comes from its own images (no ``bank_stream`` needed)."""
+        exp_id = experience.current_experience
+        self._experiences[exp_id] = experience
+        if exp_id not in self.trained:
+            self.trained.append(exp_id)
         self.invalidate()
 
     def set_trained(self, exp_ids: Sequence[int]) -> None:

@@ -375,6 +375,30 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         self.ssl_output = None
         self.mb_features = None
 
+    def mark_trained(self, experience) -> None:
+        """Record that the backbone was trained on ``experience`` by something other than this strategy
+        (a supervised reference strategy that shares the backbone, a custom loop).
+
+        The probes add the experience's images to their banks, and the evaluator's metrics are told
+        a training experience began (``before_training_exp``), so Avalanche's forgetting and BWT
+        metrics take the next evaluation of ``experience`` as its reference accuracy, as they do
+        when the strategy trains itself. Call it after each training experience, before ``eval``.
+
+        Args:
+            experience: the training experience the backbone was just trained on.
+
+        Example:
+            >>> for exp in bench.benchmark.train_stream:  # doctest: +SKIP
+            ...     supervised.train(exp)              # Avalanche's strategy, same backbone
+            ...     probes.mark_trained(exp)
+            ...     probes.eval(bench.benchmark.test_stream[: exp.current_experience + 1])
+        """
+        self.experience = experience
+        self.probe_evaluator.add_trained(experience)
+        if self.evaluator is not None:
+            for metric in self.evaluator.metrics:
+                metric.before_training_exp(self)
+
     def _before_training_exp(self, **kwargs):
         super()._before_training_exp(**kwargs)
         if self.training_module is self.model:  # once, with the model on its device

@@ -28,7 +28,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
 import torch
 from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
@@ -61,7 +61,7 @@ from ..strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
 __all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences",
-           "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
+           "TaskLogger", "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
@@ -131,6 +131,16 @@ def _finite_or_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite_or_none(v) for v in value]
     return value
+
+
+@runtime_checkable
+class TaskLogger(Protocol):
+    """A logger (among the evaluator's) that also wants the results after every task:
+    ``log_task(results, task)`` is called once the evaluation after ``task`` is recorded, with
+    the run's results so far (``results.json``'s layout, before the summaries)."""
+
+    def log_task(self, results: Dict[str, Any], task: int) -> None:
+        ...
 
 
 @dataclass
@@ -322,6 +332,9 @@ class ExperimentRun:
             self._check_same_frozen_prefix(frozen)
             self.results.record_task(t, self._accuracies(), efficiency, frozen_blocks=frozen,
                                      freeze_history=freezing.decisions if freezing is not None else None)
+            for logger in self.strategy.evaluator.loggers:
+                if isinstance(logger, TaskLogger):
+                    logger.log_task(self.results.data, t)
             self.next_task += 1
             done += 1
             self.checkpoint()

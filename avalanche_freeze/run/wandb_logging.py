@@ -7,6 +7,13 @@ logs scalars, histograms, images and figures itself (on a step that never decrea
 wandb requires), and at the end of a run writes the results dashboard: final accuracy,
 forgetting and BWT in the run summary, the accuracy matrices and the freezing decisions
 as W&B tables.
+
+After every task it logs one point of the per-task curves (:func:`task_values`), keyed
+``tasks/...`` and drawn against ``tasks_trained`` (the number of tasks trained so far): the
+accuracy of every task under every probe and protocol, average accuracy, forgetting and BWT
+over the tasks trained so far, and the task's FLOPs, time and frozen blocks, so a run's chart
+has one point per task and a grid's runs overlay. Accuracies, forgetting and BWT are in percent
+everywhere (as the console and the reports print them), Avalanche's own metrics included.
 """
 
 from __future__ import annotations
@@ -22,11 +29,49 @@ from matplotlib.figure import Figure
 from PIL.Image import Image
 from torch import Tensor
 
-from ..analysis.continual_metrics import SUMMARIES
+from ..analysis.continual_metrics import SUMMARIES, summarize
 from .config import WandBConfig
 from .recipes import strategy_kind
 
-__all__ = ["SSLWandBLogger", "log_report", "make_wandb_logger"]
+__all__ = ["SSLWandBLogger", "log_report", "make_wandb_logger", "task_values"]
+
+#: Avalanche metric names whose values are fractions of 1: logged in percent.
+PERCENT_METRICS = ("Top1_", "StreamForgetting", "ExperienceForgetting", "StreamBWT", "ExperienceBWT")
+#: Per-task efficiency values of ``results.json`` drawn as curves (and their running totals).
+TASK_EFFICIENCY = ("BwdFLOPs_Exp", "FwdFLOPs_Exp", "TrainTime_Exp", "SavedActBytes_Iter")
+
+
+def task_values(results: Dict[str, Any], task: int) -> Dict[str, float]:
+    """The per-task curve values of a run after training ``task`` (0-based), from its results
+    (complete or in progress): ``tasks_trained``; per accuracy matrix (``knn_ci``, ...) the
+    accuracy of every task evaluated (``tasks/knn_ci/T0``, ...) and the summaries over the tasks
+    trained so far (``tasks/knn_ci/avg_acc``, ``forgetting_max``, ``bwt``, ...), in percent; the
+    task's efficiency values, their totals so far (``tasks/total/BwdFLOPs_Exp``) and its frozen blocks.
+
+    Example:
+        >>> r = {"acc_matrix": {"knn_ci": [[0.9, None], [0.7, 0.8]]},
+        ...      "efficiency": [{"BwdFLOPs_Exp": 2.0, "frozen_blocks": 0}, {"BwdFLOPs_Exp": 1.0, "frozen_blocks": 3}]}
+        >>> v = task_values(r, 1)
+        >>> v["tasks_trained"], round(v["tasks/knn_ci/T0"], 6), round(v["tasks/knn_ci/forgetting_max"], 6)
+        (2, 70.0, 20.0)
+        >>> v["tasks/total/BwdFLOPs_Exp"], v["tasks/frozen_blocks"]
+        (3.0, 3)
+    """
+    values: Dict[str, float] = {"tasks_trained": task + 1}
+    for key, matrix in results["acc_matrix"].items():
+        rows = matrix[: task + 1]
+        for j, v in enumerate(rows[-1]):
+            if v is not None:
+                values[f"tasks/{key}/T{j}"] = 100 * v
+        for name, v in summarize(rows).items():
+            values[f"tasks/{key}/{name}"] = 100 * v
+    efficiency = results["efficiency"]
+    for name in TASK_EFFICIENCY:
+        if name in efficiency[task]:
+            values[f"tasks/{name}"] = efficiency[task][name]
+            values[f"tasks/total/{name}"] = sum(e.get(name, 0.0) for e in efficiency[: task + 1])
+    values["tasks/frozen_blocks"] = efficiency[task].get("frozen_blocks", 0)
+    return values
 
 
 class SSLWandBLogger(WandBLogger):
@@ -49,6 +94,9 @@ class SSLWandBLogger(WandBLogger):
         params.setdefault("id", os.environ.get("WANDB_RUN_ID") or generate_id())
         super().__init__(project_name=project_name, run_name=run_name, config=config, dir=dir, params=params,
                          save_code=False)
+        self.tasks_logged = 0
+        self.wandb.define_metric("tasks_trained")
+        self.wandb.define_metric("tasks/*", step_metric="tasks_trained")
 
     def log_single_metric(self, name, value, x_plot):
         if isinstance(value, AlternativeValues):
@@ -57,19 +105,30 @@ class SSLWandBLogger(WandBLogger):
         wandb = self.wandb
         if isinstance(value, (bool, str)) or value is None:
             return
-        if isinstance(value, (float, int, Figure)):
+        if isinstance(value, (float, int)) and name.startswith(PERCENT_METRICS):
+            wandb.log({name: 100 * value}, step=self.step)
+        elif isinstance(value, (float, int, Figure)):
             wandb.log({name: value}, step=self.step)
         elif isinstance(value, Tensor):
             wandb.log({name: wandb.Histogram(value.detach().cpu().view(-1).numpy())}, step=self.step)
         elif isinstance(value, (Image, TensorImage)):
             wandb.log({name: wandb.Image(value if isinstance(value, Image) else value.image)}, step=self.step)
 
+    def log_task(self, results: Dict[str, Any], task: int) -> None:
+        """One point of the per-task curves for every task up to ``task`` not logged yet (after a
+        resume, the tasks trained before it), each on its own W&B step."""
+        for t in range(self.tasks_logged, task + 1):
+            self.step += 1
+            self.wandb.log(task_values(results, t), step=self.step)
+        self.tasks_logged = max(self.tasks_logged, task + 1)
+
     def log_results(self, results: Dict[str, Any]) -> None:
-        """The end-of-run dashboard: summary values and tables from a ``results.json`` dict."""
+        """The end-of-run dashboard: summary values (percent for accuracies, forgetting and BWT) and
+        tables from a ``results.json`` dict."""
         wandb, run = self.wandb, self.wandb.run
         for field in SUMMARIES:
             for key, value in results.get(field, {}).items():
-                run.summary[f"final/{field}/{key}"] = value
+                run.summary[f"final/{field}/{key}"] = None if value is None else 100 * value
         for key, value in results.get("efficiency_total", {}).items():
             run.summary[f"total/{key}"] = value
         for key, matrix in results.get("acc_matrix", {}).items():
@@ -98,8 +157,9 @@ def _offline_unless_logged_in() -> None:
 
 
 def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_type: Optional[str] = None) -> SSLWandBLogger:
-    """The logger of one run: offline unless logged in, run name from benchmark/ssl/strategy/seed;
-    ``group`` and ``job_type`` gather the runs of a grid into one dashboard.
+    """The logger of one run: offline unless logged in, run name from benchmark/ssl/strategy/seed,
+    tags for each of them (``seed:N`` for the seed), job type the strategy unless ``job_type`` is
+    given; ``group`` gathers the runs of a grid into one dashboard.
 
     When logged in but W&B cannot be reached within ``wandb.init_timeout`` seconds, the run
     logs offline instead (with a message on stderr), to be synced later.
@@ -111,7 +171,8 @@ def make_wandb_logger(cfg, output: Path, *, group: Optional[str] = None, job_typ
     method = "supervised" if strategy_kind(cfg.strategy) == "supervised" else cfg.ssl.name
     options = {"project_name": cfg.wandb.project, "config": cfg.to_dict(), "dir": str(output),
                "run_name": f"{cfg.data.benchmark}-{method}-{cfg.strategy}-s{cfg.seed}"}
-    grouping = {k: v for k, v in (("group", group), ("job_type", job_type)) if v}
+    grouping = {"job_type": job_type or cfg.strategy, "tags": [cfg.data.benchmark, method, cfg.strategy, f"seed:{cfg.seed}"],
+                **({"group": group} if group else {})}
     if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
         return SSLWandBLogger(**options, params=grouping)
     try:

@@ -5,7 +5,9 @@ Example:
     >>> state = rng_state()
     >>> a = torch.rand(1)
     >>> set_rng_state(state)
-    >>> torch.equal(a, torch.rand(1))
+    >>> b = np.random.rand(), random.random()
+    >>> set_rng_state(state)
+    >>> torch.equal(a, torch.rand(1)) and b == (np.random.rand(), random.random())
     True
 """
 
@@ -27,12 +29,21 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """The state of the three global generators (for checkpoints)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The state of the three global generators (for checkpoints), as tensors and plain values only,
+    so that ``torch.load(..., weights_only=True)`` reads it."""
+    name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+            "python": [int(version), list(internal), gauss_next]}
 
 
 def set_rng_state(state: dict) -> None:
     """Restore a state from :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    numpy = state["numpy"]
+    np.random.set_state((numpy["name"], numpy["keys"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"],
+                         numpy["cached_gaussian"]))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))

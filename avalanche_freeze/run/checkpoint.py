@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Dict, Mapping, Sequence
 
@@ -36,8 +38,9 @@ __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_wr
 STRATEGY_SECTIONS = ("model", "optimizer", "optimizer_params", "clock", "probe_evaluator", "plugins")
 
 CHECKPOINT_NAME = "checkpoint.pt"
-#: Version of the checkpoint file format (1: 0.1's two files, checkpoint.pt + checkpoint.sha256).
-CHECKPOINT_FORMAT = 2
+#: Version of the checkpoint file format (1: 0.1's two files, checkpoint.pt + checkpoint.sha256;
+#: 2: 0.2's single file, whose payload could hold pickled objects; 3: tensors and plain values only).
+CHECKPOINT_FORMAT = 3
 _MAGIC = b"avalanche-freeze checkpoint\n"
 
 
@@ -63,8 +66,9 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 def save_checkpoint(state: Dict[str, Any], directory: Path) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt`` atomically: one file holding a header (format
-    version and the payload's SHA-256) and the payload, replacing the previous checkpoint only
-    once complete."""
+    version and the payload's SHA-256) and the payload (``torch.save`` of tensors and plain values:
+    :func:`load_checkpoint` reads it with ``weights_only=True``), replacing the previous
+    checkpoint only once complete."""
     directory.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     torch.save(state, buf)
@@ -90,14 +94,26 @@ def load_checkpoint(directory: Path, *, required: Sequence[str] = ()) -> Dict[st
         raise CheckpointError(f"{path} is not a checkpoint of this version{old}; refusing to load it "
                               "(start over with --overwrite)")
     lines = raw[len(_MAGIC):].split(b"\n", 2)
-    if len(lines) != 3 or lines[0] != f"format {CHECKPOINT_FORMAT}".encode() or not lines[1].startswith(b"sha256 "):
-        found = lines[0].decode(errors="replace") if lines else "?"
-        raise CheckpointError(f"checkpoint {path} has format {found!r}; this version reads format {CHECKPOINT_FORMAT}")
+    found = lines[0].decode(errors="replace")
+    if found != f"format {CHECKPOINT_FORMAT}":
+        older = " (written by avalanche-freeze 0.2, whose checkpoints could hold code: not read)" \
+            if found == "format 2" else ""
+        raise CheckpointError(f"checkpoint {path} is in {found or 'no format'!r}{older}; this version reads "
+                              f"'format {CHECKPOINT_FORMAT}' only (start over with --overwrite)")
+    if len(lines) != 3 or not lines[1].startswith(b"sha256 "):
+        raise CheckpointError(f"checkpoint {path} is truncated after its header; refusing to load it")
     data = lines[2]
     if hashlib.sha256(data).hexdigest().encode() != lines[1][len(b"sha256 "):]:
         raise CheckpointError(f"checkpoint {path} is corrupt (SHA-256 mismatch); refusing to load it")
     try:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        # tensors and plain values only: a crafted file (a valid header and digest are easy to
+        # forge) can hold no code that runs here
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        found = re.search(r"WeightsUnpickler error: (.*?)(?: was not an allowed global| Please|$)", str(exc), re.M)
+        reason = found.group(1).strip() if found else str(exc).strip().splitlines()[-1]
+        raise CheckpointError(f"checkpoint {path} holds more than tensors and plain values; refusing to load it "
+                              f"(nothing in it was run): {reason[:300]}") from exc
     except Exception as exc:
         raise CheckpointError(f"checkpoint {path} cannot be read: {exc}") from exc
     missing = [k for k in required if not isinstance(state, dict) or k not in state]

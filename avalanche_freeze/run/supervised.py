@@ -34,11 +34,12 @@ from typing import Any, Dict, List, Optional
 
 import torch
 from avalanche.training import DER, EWC, LwF, Naive, Replay
-from avalanche.training.plugins import EvaluationPlugin, EWCPlugin, LRSchedulerPlugin, LwFPlugin, ReplayPlugin
+from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
 from torch import Tensor, nn
 
 from ..augmentations import TwoViewAugmentation
 from .checkpoint import restore_training_state, training_state
+from .stock_state import STOCK_PLUGINS, buffer_state, load_buffer_state, load_plugin_state, plugin_state
 from ..strategy import TrainConfig
 from ..validation import check_choice, check_number
 
@@ -158,29 +159,24 @@ def build_supervised_strategy(name: str, *, model: SupervisedModel, options: Sup
                batch_size_mem=train.batch_size, **common)
 
 
-# The parts of a stock strategy that carry knowledge from one task to the next (buffers,
-# importances, the previous model); they have no state_dict, so checkpoints pickle them whole.
-_STOCK_PLUGINS = (ReplayPlugin, EWCPlugin, LwFPlugin)
-_STOCK_ATTRIBUTES = ("storage_policy",)  # DER keeps its buffer (images and logits) on the strategy
-
-
 def supervised_state(strategy) -> Dict[str, Any]:
     """The state a resumed supervised run needs: the model (head included), the optimizer (its
     momentum carries over from task to task), the training clock and the stock strategy's
-    buffers / importances / previous model."""
+    buffers / importances / previous model, as tensors and plain values (:mod:`.stock_state`)."""
     return {
         **training_state(strategy),
-        "plugins": {i: p for i, p in enumerate(strategy.plugins) if isinstance(p, _STOCK_PLUGINS)},
-        "attributes": {a: getattr(strategy, a) for a in _STOCK_ATTRIBUTES if hasattr(strategy, a)},
+        "plugins": [[i, plugin_state(p)] for i, p in enumerate(strategy.plugins) if isinstance(p, STOCK_PLUGINS)],
+        # DER keeps its buffer (images and logits) on the strategy
+        "storage_policy": buffer_state(strategy.storage_policy) if isinstance(strategy, DER) else None,
     }
 
 
 def restore_supervised_state(strategy, state: Dict[str, Any]) -> None:
     """Put a :func:`supervised_state` back into a freshly built strategy of the same kind."""
     restore_training_state(strategy, state)  # buffers and penalties are keyed by the clock's task counter
-    for index, plugin in state["plugins"].items():
-        if index >= len(strategy.plugins) or type(strategy.plugins[index]) is not type(plugin):
-            raise ValueError(f"the checkpoint's {type(plugin).__name__} does not match this strategy's plugins")
-        strategy.plugins[index] = plugin
-    for name, value in state["attributes"].items():
-        setattr(strategy, name, value)
+    for index, plugin in state["plugins"]:
+        if index >= len(strategy.plugins):
+            raise ValueError(f"the checkpoint holds a {plugin['kind']}'s state that this strategy does not have")
+        load_plugin_state(strategy.plugins[index], plugin, model=strategy.model, device=strategy.device)
+    if state["storage_policy"] is not None:
+        load_buffer_state(strategy.storage_policy, state["storage_policy"])

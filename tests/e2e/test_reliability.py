@@ -111,6 +111,45 @@ def test_malformed_checkpoints_are_refused_with_a_reason(tmp_path, fmnist_availa
     assert "is not a checkpoint of this version" in capsys.readouterr().err
 
 
+class _RunsCode:
+    """Unpickling this creates the file ``marker``: the stand-in for any code a crafted checkpoint could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_without_running_it(tmp_path, fmnist_available, capsys):
+    out = tmp_path / "run"
+    assert run_cli(out, "--strategy", "lump", "--set", "data.n_experiences=2") == 0
+    state = load_checkpoint(out)  # a real checkpoint of this run, with valid header and digest ...
+    marker = tmp_path / "code-ran"
+    state["strategy"]["plugins"]["lump"] = _RunsCode(marker)  # ... carrying a payload that runs code
+    save_checkpoint(state, out)
+    assert not marker.exists()
+    assert run_cli(out, "--strategy", "lump", "--set", "data.n_experiences=2", "--resume") == 1
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert f"checkpoint {out / CHECKPOINT_NAME} holds more than tensors and plain values" in err
+    assert "nothing in it was run" in err and "open" in err  # the refused global is named
+
+
+def test_checkpoints_of_every_kind_of_strategy_load_as_weights_only(tmp_path, fmnist_available):
+    """Every recipe's checkpoint (LUMP + freezing, the baselines' states, Avalanche's stock buffers,
+    importances and previous models) is tensors and plain values: plain ``torch.load(weights_only=True)``
+    reads the payload."""
+    import io
+
+    for recipe in ("lump_freeze", "der", "Replay", "EWC", "LwF", "DER"):
+        out = tmp_path / recipe
+        assert run_cli(out, "--strategy", recipe, "--set", "data.n_experiences=2") == 0
+        payload = (out / CHECKPOINT_NAME).read_bytes().split(b"\n", 3)[3]
+        state = torch.load(io.BytesIO(payload), weights_only=True)
+        assert state["next_task"] == 2, recipe
+
+
 _KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path

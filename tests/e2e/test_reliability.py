@@ -109,6 +109,13 @@ def test_malformed_checkpoints_are_refused_with_a_reason(tmp_path, fmnist_availa
     torch.save(state, out / CHECKPOINT_NAME)  # 0.1's format: no header
     assert run_cli(out, "--strategy", "finetune", "--set", "data.n_experiences=2", "--resume") == 1
     assert "is not a checkpoint of this version" in capsys.readouterr().err
+    magic = b"avalanche-freeze checkpoint\n"
+    (out / CHECKPOINT_NAME).write_bytes(magic + b"format 3\n")  # the header, then nothing
+    assert run_cli(out, "--strategy", "finetune", "--set", "data.n_experiences=2", "--resume") == 1
+    assert "is truncated after its header" in capsys.readouterr().err
+    (out / CHECKPOINT_NAME).write_bytes(magic + b"format 2\nsha256 00\n")  # 0.2's format
+    assert run_cli(out, "--strategy", "finetune", "--set", "data.n_experiences=2", "--resume") == 1
+    assert "is in 'format 2' (written by avalanche-freeze 0.2" in capsys.readouterr().err
 
 
 class _RunsCode:

@@ -37,7 +37,7 @@ from .analysis.summary import summary_table
 from .benchmarks import DatasetError
 from .distributed import init_distributed, is_main_process, launched_by_torchrun, shutdown
 from .health import TrainingHealthError
-from .run.checkpoint import CHECKPOINT_NAME, CheckpointError
+from .run.checkpoint import CHECKPOINT_NAME, CheckpointError, defer_signal
 from .run.config import ConfigError, ExperimentConfig, flatten
 from .run.experiment import ExperimentRun
 from .run.export import export_run
@@ -150,6 +150,8 @@ def _check_output(args) -> Optional[str]:
 
 
 def _raise_interrupted(signum, frame):
+    if defer_signal(signum):  # a checkpoint is being written: the signal comes back once it is complete
+        return
     raise Interrupted(signum)
 
 
@@ -192,9 +194,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_distributed(args, cfg: ExperimentConfig) -> int:
-    """One process of ``avalanche-freeze export RUN_DIR [--output FILE] [--format state_dict|torchvision]``
-    the run's trained backbone as a plain ``torch.save`` state dict and a JSON description;
-``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
+    """One process of ``torchrun --nproc_per_node=N -m avalanche_freeze run ...``: the same run, data
     parallel (:mod:`~avalanche_freeze.distributed`); process 0 logs, checkpoints and prints."""
     try:
         device = init_distributed(seed=cfg.seed, device=cfg.device)
@@ -228,13 +228,15 @@ def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: boo
             if wandb_logger is not None:
                 wandb_logger.log_results(results)
     except Interrupted as exc:
-        done = run.next_task if run is not None else 0
+        done = run.checkpointed if run is not None else 0  # what the checkpoint on disk holds
         if done:
             saved = (f"tasks 0-{done - 1} are checkpointed in {args.output}; continue with the same command and "
                      "--resume (instead of --overwrite)")
         else:
             saved = "no task was completed, so nothing is saved; run the command again to start over"
-        print(f"\n{PROG}: interrupted by {exc} during task {done}: {saved}", file=sys.stderr)
+        during = f"during task {run.next_task}" if run is not None and run.next_task < run.results.data["n_tasks"] \
+            else "after the last task"
+        print(f"\n{PROG}: interrupted by {exc} {during}: {saved}", file=sys.stderr)
         return 128 + exc.signum
     except ConfigError as exc:
         if args.debug:

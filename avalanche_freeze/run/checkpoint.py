@@ -19,20 +19,23 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import pickle
 import re
+import signal
 from pathlib import Path
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any, Dict, Mapping, Optional, Sequence
 
 import torch
 
 from ..protocols import ModelExtension, StatefulPlugin
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_write", "load_checkpoint",
-           "restore_strategy_state", "restore_training_state", "save_checkpoint", "strategy_state", "training_state"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CheckpointError", "atomic_write", "defer_signal", "load_checkpoint",
+           "restore_strategy_state", "restore_training_state", "save_checkpoint", "signals_deferred", "strategy_state",
+           "training_state"]
 
 #: Sections of :func:`strategy_state`.
 STRATEGY_SECTIONS = ("model", "optimizer", "optimizer_params", "clock", "probe_evaluator", "plugins")
@@ -64,6 +67,44 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
+class _Deferral:
+    depth = 0
+    pending: Optional[int] = None
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """Hold back SIGINT / SIGTERM while the block runs (a checkpoint being written): a signal
+    handler that asks :func:`defer_signal` first is told to wait, and the signal is raised again
+    once the outermost block ends, so the interruption takes effect with the checkpoint complete.
+
+    Example:
+        >>> with signals_deferred():
+        ...     defer_signal(15)  # a handler asking during the block: wait
+        ...     _Deferral.pending = None  # (this example then drops the signal)
+        True
+        >>> defer_signal(15)
+        False
+    """
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+        if _Deferral.depth == 0 and _Deferral.pending is not None:
+            signum, _Deferral.pending = _Deferral.pending, None
+            signal.raise_signal(signum)
+
+
+def defer_signal(signum: int) -> bool:
+    """For signal handlers: ``True`` (and the signal is kept for later) inside
+    :func:`signals_deferred`, ``False`` outside it (act now)."""
+    if _Deferral.depth == 0:
+        return False
+    _Deferral.pending = _Deferral.pending or signum
+    return True
+
+
 def save_checkpoint(state: Dict[str, Any], directory: Path) -> Path:
     """Write ``state`` to ``directory/checkpoint.pt`` atomically: one file holding a header (format
     version and the payload's SHA-256) and the payload (``torch.save`` of tensors and plain values:
@@ -75,7 +116,8 @@ def save_checkpoint(state: Dict[str, Any], directory: Path) -> Path:
     data = buf.getvalue()
     header = _MAGIC + f"format {CHECKPOINT_FORMAT}\nsha256 {hashlib.sha256(data).hexdigest()}\n".encode()
     path = directory / CHECKPOINT_NAME
-    atomic_write(path, header + data)
+    with signals_deferred():  # Ctrl-C / SIGTERM take effect once the new checkpoint is complete
+        atomic_write(path, header + data)
     return path
 
 

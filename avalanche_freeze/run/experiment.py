@@ -44,6 +44,7 @@ from .checkpoint import (
     load_checkpoint,
     restore_strategy_state,
     save_checkpoint,
+    signals_deferred,
     strategy_state,
 )
 from .config import ConfigError, ExperimentConfig, flatten
@@ -159,6 +160,8 @@ class ExperimentRun:
     #: ``None`` when ``strategy`` trains (self-supervised runs). ``strategy`` always evaluates.
     trainer: Optional[Any] = None
     next_task: int = 0
+    #: Tasks held by the checkpoint on disk (written by this run or restored from).
+    checkpointed: int = 0
 
     @classmethod
     def build(cls, cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = True,
@@ -273,7 +276,11 @@ class ExperimentRun:
                 "results": self.results.data,
                 "processes": processes,  # under torchrun: every process's RNG streams and plugin states
             }
-            save_checkpoint(state, self.output_dir)
+            with signals_deferred():  # an interruption takes effect once the count below is right
+                save_checkpoint(state, self.output_dir)
+                self.checkpointed = self.next_task
+        else:
+            self.checkpointed = self.next_task
         barrier()
 
     def restore(self) -> None:
@@ -299,7 +306,7 @@ class ExperimentRun:
                                       f"({type(exc).__name__}: {exc})") from exc
         set_rng_state(mine["rng"])
         self.results = RunResults.from_dict(state["results"])
-        self.next_task = state["next_task"]
+        self.next_task = self.checkpointed = state["next_task"]
 
     # ----------------------------------------------------------------- run
     def run(self, *, stop_after: Optional[int] = None) -> Dict[str, Any]:

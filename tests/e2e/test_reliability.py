@@ -163,18 +163,18 @@ _KILL_SCRIPT = textwrap.dedent("""
     import avalanche_freeze.run.checkpoint as ckpt
     from avalanche_freeze.cli import main
 
-    op, nth_save = sys.argv[1], int(sys.argv[2])
+    op, nth_save, signum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     saves = {"n": 0}
     real_save, real_os = ckpt.save_checkpoint, ckpt.os
 
-    class KillingOS:  # the os module, but SIGKILL just before the chosen operation of the chosen save
+    class KillingOS:  # the os module, but the signal just before the chosen operation of the chosen save
         def __getattr__(self, name):
             attr = getattr(real_os, name)
             if saves["n"] == nth_save and name == op.split(":")[0]:
                 calls = saves.setdefault(name, 0) + 1
                 saves[name] = calls
                 if calls == int(op.split(":")[1]):
-                    os.kill(os.getpid(), signal.SIGKILL)
+                    os.kill(os.getpid(), signum)
             return attr
 
     def counting_save(state, directory):
@@ -185,7 +185,7 @@ _KILL_SCRIPT = textwrap.dedent("""
     ckpt.save_checkpoint = counting_save
     import avalanche_freeze.run.experiment as experiment
     experiment.save_checkpoint = counting_save
-    sys.exit(main(sys.argv[3:]))
+    sys.exit(main(sys.argv[4:]))
 """)
 
 
@@ -196,8 +196,8 @@ def test_a_kill_at_any_step_of_a_checkpoint_write_resumes_exactly(tmp_path, fmni
                 for a in ("--set", item)]
     base = ["run", "--quiet", "--strategy", "lump_freeze", *settings]
     assert main(base + ["--output", str(tmp_path / "full")]) == 0
-    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, kill_at, "2", *base, "--output", str(tmp_path / "k")],
-                          capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, kill_at, "2", str(int(signal.SIGKILL)), *base,
+                           "--output", str(tmp_path / "k")], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (tmp_path / "k" / "results.json").exists()
     assert main(base + ["--output", str(tmp_path / "k"), "--resume"]) == 0
@@ -207,6 +207,24 @@ def test_a_kill_at_any_step_of_a_checkpoint_write_resumes_exactly(tmp_path, fmni
         assert resumed[key] == full[key], key
     assert without_timing(resumed["freeze_history"]) == without_timing(full["freeze_history"])
     assert [e["BwdFLOPs_Iter"] for e in resumed["efficiency"]] == [e["BwdFLOPs_Iter"] for e in full["efficiency"]]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_during_the_first_checkpoint_write_keeps_the_task(tmp_path, fmnist_available, signum):
+    """The signal arrives after the first checkpoint's data is written, before it is synced and renamed:
+    the write completes, the message says task 0 is checkpointed, and --resume continues exactly."""
+    settings = [a for item in TINY_SET + ["data.n_experiences=2"] for a in ("--set", item)]
+    base = ["run", "--quiet", "--strategy", "lump", *settings]
+    assert main(base + ["--output", str(tmp_path / "full")]) == 0
+    proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, "fsync:1", "1", str(int(signum)), *base,
+                           "--output", str(tmp_path / "s")], capture_output=True, text=True)
+    assert proc.returncode == 128 + signum, proc.stderr[-2000:]
+    assert f"interrupted by {signal.Signals(signum).name} during task 1: tasks 0-0 are checkpointed" in proc.stderr
+    assert (tmp_path / "s" / CHECKPOINT_NAME).is_file() and not list((tmp_path / "s").glob("*.tmp"))
+    assert main(base + ["--output", str(tmp_path / "s"), "--resume"]) == 0
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    resumed = json.loads((tmp_path / "s" / "results.json").read_text())
+    assert resumed["acc_matrix"] == full["acc_matrix"]
 
 
 _SIGNAL_SCRIPT = textwrap.dedent("""

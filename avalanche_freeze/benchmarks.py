@@ -137,6 +137,10 @@ class DataConfig:
             raise not_accepted("root", self.root, "an existing directory or null")
         for key in ("n_experiences", "max_train_per_task", "max_test_per_task"):
             check_number(key, getattr(self, key), at_least=1, integer=True, optional=True)
+        classes = BENCHMARKS[self.benchmark].num_classes
+        if self.n_experiences is not None and classes % self.n_experiences:
+            raise not_accepted("n_experiences", self.n_experiences,
+                               f"a divisor of the {classes} classes of {self.benchmark!r} or null")
 
 
 class ImageTensorDataset(Dataset):

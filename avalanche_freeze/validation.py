@@ -21,7 +21,7 @@ import math
 import dataclasses
 from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 
-__all__ = ["ConfigError", "build_section", "check_choice", "check_number", "not_accepted"]
+__all__ = ["ConfigError", "build_section", "check_choice", "check_like_default", "check_number", "not_accepted"]
 
 Section = TypeVar("Section")
 
@@ -95,6 +95,30 @@ def check_number(
     if ((at_least is not None and value < at_least) or (above is not None and value <= above)
             or (at_most is not None and value > at_most) or (below is not None and value >= below)):
         raise not_accepted(key, value, accepted)
+    return value
+
+
+def check_like_default(key: str, value: Any, default: Any) -> Any:
+    """``value`` if it has the kind of ``default`` (a free option's default: a finite number for a
+    number, ``true``/``false`` for a flag, text for text); raises :class:`ConfigError` otherwise.
+    Options whose default is ``None`` or of another kind are not checked here.
+
+    Example:
+        >>> check_like_default("options.temperature", 0.2, 0.1)
+        0.2
+        >>> check_like_default("options.temperature", "abc", 0.1)
+        Traceback (most recent call last):
+        ...
+        avalanche_freeze.validation.ConfigError: options.temperature='abc' is not accepted; accepted: a finite number (default 0.1)
+    """
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise not_accepted(key, value, f"true or false (default {str(default).lower()})")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise not_accepted(key, value, f"a finite number (default {default})")
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise not_accepted(key, value, f"text (default {default!r})")
     return value
 
 

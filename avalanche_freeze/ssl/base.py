@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..validation import check_choice, check_number, not_accepted
+from ..validation import check_choice, check_like_default, check_number, not_accepted
 
 __all__ = [
     "SSLConfig",
@@ -228,6 +228,7 @@ class SSLConfig:
                 if option not in accepted:
                     raise not_accepted(f"options.{option}", self.options[option],
                                        f"options of {self.name!r}: {', '.join(accepted) or 'none'}")
+                check_like_default(f"options.{option}", self.options[option], params[option].default)
 
     def build(self, *, feature_dim: int, backbone: Optional[nn.Module] = None) -> SSLMethod:
         """The configured method for a backbone with ``feature_dim`` features."""

@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..validation import ConfigError, not_accepted
+from ..validation import ConfigError, check_like_default, not_accepted
 from .base import SSLMethod, SSLOutput, register_ssl_method
 
 __all__ = ["LinearWarmupCosineAnnealingLR", "SOLO_METHODS", "SoloMethod", "import_solo", "solo_available"]
@@ -253,6 +253,8 @@ class SoloMethod(SSLMethod):
         if unknown:
             raise not_accepted(f"options.{unknown[0]}", (options or {})[unknown[0]],
                                f"options of solo:{method}: {', '.join(SOLO_METHODS[method])}")
+        for option, value in (options or {}).items():
+            check_like_default(f"options.{option}", value, SOLO_METHODS[method][option])
         settings = {**SOLO_METHODS[method], **(options or {})}
         super().__init__(feature_dim=feature_dim, projection_dim=int(settings["proj_output_dim"]))
         self.method = method

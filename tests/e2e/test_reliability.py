@@ -36,6 +36,7 @@ def _bad_inputs(tmp):
     (tmp / "a_file").write_text("x")
     (tmp / "latin1.yaml").write_bytes(b"train:\n  epochs: 2 # caf\xe9\n")
     (tmp / "dup.yaml").write_text("lump:\n  mem_size: 4\n  mem_size: 8\n")
+    (tmp / "list_key.yaml").write_text("? [a, b]\n: 1\n")
     (tmp / "empty_root").mkdir()
     write_fmnist(tmp / "three_files", labels=list(range(10)) * 2, skip="train-labels-idx1-ubyte")
     return [
@@ -67,6 +68,15 @@ def _bad_inputs(tmp):
          "empty_root' (missing there: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]"),
         (["--set", f"data.root={tmp / 'three_files'}"], 1, "(missing there: train-labels-idx1-ubyte[.gz])"),
         (["--set", "data.max_train_per_task=1"], 2, "data.max_train_per_task=1 is not accepted; accepted: null or at least 4"),
+        (["--config", str(tmp / "list_key.yaml")], 2, "a mapping key must be a name or a number; got a list"),
+        (["--set", "ssl.name=simclr", "--set", "ssl.options={temperature: abc}"], 2,
+         "ssl.options.temperature='abc' is not accepted; accepted: a finite number (default 0.5)"),
+        (["--set", "ssl.name=simclr", "--set", "ssl.options={temperature: .nan}"], 2,
+         "ssl.options.temperature=nan is not accepted"),
+        (["--set", "ssl.name=simclr", "--set", "ssl.options={temperature: 0.5, temperature: 0.2}"], 2,
+         "duplicate key 'temperature'"),
+        (["--set", "data.n_experiences=3"], 2,
+         "data.n_experiences=3 is not accepted; accepted: a divisor of the 10 classes of 'fmnist' or null"),
     ]
 
 

@@ -31,6 +31,8 @@ def write_report(runs_dir: Path, output: Optional[Path] = None, *, title: Option
     written by name (``freeze_scores.png`` is left out when no arm froze with a rule) and the summaries."""
     runs_dir = Path(runs_dir)
     output = Path(output) if output is not None else runs_dir / "report"
+    if output.exists() and not output.is_dir():
+        raise ValueError(f"--output {output} is a file, not a folder; name a folder for the report")
     arms = load_arms(runs_dir)
     summaries = summarize_arms(arms)
     key = key or next(iter(arms[0].runs[0]["acc_matrix"]))

@@ -22,13 +22,14 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .stats import efficiency_ratio, format_mean_std, mean_std
 
-__all__ = ["ACCURACY_FIELDS", "Arm", "ArmSummary", "EFFICIENCY_RATIOS", "format_markdown", "load_arms",
+__all__ = ["ACCURACY_FIELDS", "Arm", "ArmSummary", "EFFICIENCY_RATIOS", "format_markdown", "load_arms", "read_results",
            "summarize_arms", "summary_table"]
 
 #: Efficiency ratios against LUMP: column label and the ``efficiency_total`` value it divides.
@@ -73,8 +74,34 @@ class ArmSummary:
     reference: Optional[str]
 
 
-def load_arms(runs_dir: Path) -> List[Arm]:
-    """The arms of every finished run (``results.json``) below ``runs_dir``, by name."""
+def read_results(path: Path) -> Dict[str, Any]:
+    """A finished run's ``results.json``; raises ``ValueError`` naming the file when it is not one
+    (unreadable, not JSON, or without a configuration and accuracy matrices of the expected shape)."""
+    try:
+        results = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        what = "a directory" if Path(path).is_dir() else f"{type(exc).__name__}: {exc}"
+        raise ValueError(f"{path} is not a run's results ({what})") from None
+    problem = None
+    if not isinstance(results, dict):
+        problem = f"it holds {type(results).__name__}, not a mapping"
+    elif not isinstance(results.get("config"), dict) or not isinstance(results["config"].get("seed"), int):
+        problem = "it has no configuration with a seed"
+    elif not isinstance(results.get("acc_matrix"), dict) or not all(
+            isinstance(m, list) and all(isinstance(row, list) for row in m) for m in results["acc_matrix"].values()):
+        problem = "its acc_matrix is not a mapping of matrices (lists of rows)"
+    if problem:
+        raise ValueError(f"{path} is not a run's results ({problem})")
+    return results
+
+
+def _warn_skipped(path: Path, reason: str) -> None:
+    print(f"avalanche-freeze: skipped {reason}", file=sys.stderr)
+
+
+def load_arms(runs_dir: Path, *, on_skip: Callable[[Path, str], None] = _warn_skipped) -> List[Arm]:
+    """The arms of every finished run (``results.json``) below ``runs_dir``, by name. A file that
+    is not a run's results is skipped: ``on_skip(path, reason)`` is told (default: one line on stderr)."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir} is not a folder of runs")
@@ -83,8 +110,10 @@ def load_arms(runs_dir: Path) -> List[Arm]:
         folder = path.parent
         arm_folder = folder.parent if _SEED_FOLDER.fullmatch(folder.name) else folder
         name = arm_folder.relative_to(runs_dir).as_posix() if arm_folder != runs_dir else runs_dir.name
-        results = json.loads(path.read_text())
-        if "acc_matrix" not in results or "config" not in results:
+        try:
+            results = read_results(path)
+        except ValueError as exc:
+            on_skip(path, str(exc))
             continue
         arms.setdefault(name, Arm(name)).runs.append(results)
     for arm in arms.values():

@@ -403,8 +403,16 @@ class RunStatus(enum.Enum):
 
 def _saved_config(output_dir: Path) -> Optional[Dict[str, Any]]:
     done = output_dir / "results.json"
-    if done.is_file():
-        return json.loads(done.read_text())["config"]
+    if done.exists():
+        try:
+            config = json.loads(done.read_text(encoding="utf-8"))["config"]
+            if not isinstance(config, dict):
+                raise TypeError(f"its config is {type(config).__name__}, not a mapping")
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            what = "a directory" if done.is_dir() else f"{type(exc).__name__}: {exc}"
+            raise CheckpointError(f"{done} is not a run's results ({what}); remove it or choose another "
+                                  "output folder") from None
+        return config
     if (output_dir / CHECKPOINT_NAME).is_file():
         return load_checkpoint(output_dir, required=("config",))["config"]
     return None

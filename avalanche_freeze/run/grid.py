@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
+from .checkpoint import CheckpointError
 from .config import ConfigError, ExperimentConfig, load_yaml
 from .experiment import ExperimentRun, RunStatus, run_status
 from .output_lock import OutputLock
@@ -115,12 +116,19 @@ class GridSpec:
             raise ConfigError(f"grid file {str(path)!r} lacks {missing[0]!r} (keys: {', '.join(_KEYS)})")
         configs = raw.get("config") or []
         configs = [configs] if isinstance(configs, str) else configs
+        if not isinstance(configs, list) or not all(isinstance(c, str) for c in configs):
+            raise ConfigError(f"grid file {str(path)!r}: config={raw.get('config')!r} is not accepted; accepted: a "
+                              "file path or a list of them (relative to the grid file)", key="config")
+        output = raw.get("output", f"runs/grid_{path.stem}")
+        if not isinstance(output, str) or not output.strip():
+            raise ConfigError(f"grid file {str(path)!r}: output={output!r} is not accepted; accepted: a folder path",
+                              key="output")
         overrides = raw.get("set") or []
         if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o for o in overrides):
             raise ConfigError(f"grid file {str(path)!r}: set={overrides!r} is not accepted; accepted: a list of "
                               "'key=value' strings", key="set")
         try:
-            return cls(name=raw.get("name", path.stem), output=Path(raw.get("output", f"runs/grid_{path.stem}")),
+            return cls(name=raw.get("name", path.stem), output=Path(output),
                        strategies=raw["strategies"], ssl=raw.get("ssl", ["simsiam"]), seeds=raw["seeds"],
                        config=[path.parent / c for c in configs], overrides=list(overrides))
         except ConfigError as exc:
@@ -158,7 +166,12 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
     outcome: Dict[str, List[GridRun]] = {"reused": [], "resumed": [], "trained": [], "failed": []}
     for i, (run, cfg) in enumerate(configs, start=1):
         prefix = f"[{i}/{len(configs)}] {run.label}"
-        status, diff = run_status(cfg, run.output)
+        try:
+            status, diff = run_status(cfg, run.output)
+        except CheckpointError as exc:  # an unreadable results.json or checkpoint: this run only
+            outcome["failed"].append(run)
+            echo(f"{prefix}: FAILED ({exc})")
+            continue
         if status is RunStatus.FINISHED:
             outcome["reused"].append(run)
             echo(f"{prefix}: finished before, reused")

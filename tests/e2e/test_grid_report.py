@@ -111,6 +111,23 @@ def test_report_command_and_its_errors(runs, tmp_path, capsys):
     assert "key='linear_ti' is not an accuracy matrix of every run; accepted: knn_ci" in capsys.readouterr().err
 
 
+def test_report_skips_what_is_not_a_run_and_names_it(runs, tmp_path, capsys):
+    bad = {"dir": None, "number": "5", "matrix": json.dumps({"config": {"seed": 0}, "acc_matrix": 5}), "text": "nope"}
+    for name, content in bad.items():
+        path = runs / "broken" / name / "seed0" / "results.json"
+        path.parent.mkdir(parents=True)
+        path.mkdir() if content is None else path.write_text(content)
+    assert main(["report", str(runs), "--output", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert f"skipped {runs / 'broken/dir/seed0/results.json'} is not a run's results (a directory)" in err
+    assert "broken/number/seed0/results.json is not a run's results (it holds int, not a mapping)" in err
+    assert "broken/matrix/seed0/results.json is not a run's results (its acc_matrix is not a mapping" in err
+    assert "broken/text/seed0/results.json is not a run's results (JSONDecodeError" in err
+    (tmp_path / "a_file").write_text("x")
+    assert main(["report", str(runs), "--output", str(tmp_path / "a_file")]) == 1
+    assert "a_file is a file, not a folder" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("content, message", [
     ({"strategies": ["lump"], "seeds": [0], "colour": 1}, "unknown key 'colour'; accepted: name, output"),
     ({"strategies": ["naive"], "seeds": [0]}, "strategies=['naive'] is not accepted (unknown 'naive'); accepted"),
@@ -118,6 +135,8 @@ def test_report_command_and_its_errors(runs, tmp_path, capsys):
     ({"strategies": ["lump"], "ssl": ["simclr2"], "seeds": [0]}, "ssl=['simclr2'] is not accepted"),
     ({"seeds": [0]}, "lacks 'strategies'"),
     ({"strategies": ["lump"], "seeds": [0], "set": ["train.epochs"]}, "set=['train.epochs'] is not accepted"),
+    ({"strategies": ["lump"], "seeds": [0], "output": ["a", "b"]}, "output=['a', 'b'] is not accepted; accepted: a folder"),
+    ({"strategies": ["lump"], "seeds": [0], "config": 5}, "config=5 is not accepted; accepted: a file path or a list"),
 ])
 def test_grid_files_are_checked(tmp_path, content, message):
     path = tmp_path / "g.yaml"
@@ -168,6 +187,21 @@ def test_grid_runs_once_groups_wandb_runs_and_skips_finished_runs(tmp_path, fmni
     printed = capsys.readouterr().out
     assert printed.count("finished before, reused") == 2 and "grid: 2 reused, 0 resumed, 0 trained, 0 failed" in printed
     assert {p: p.stat().st_mtime_ns for p in out.rglob("results.json")} == stamps
+
+
+def test_a_run_folder_with_unreadable_results_fails_alone(tmp_path, fmnist_available, capsys):
+    out = tmp_path / "out"
+    grid = tmp_path / "g.yaml"
+    grid.write_text(yaml.safe_dump({"name": "g", "output": str(out), "strategies": ["Naive"], "ssl": ["simsiam"],
+                                    "seeds": [0, 1], "set": TINY_SET + ["data.n_experiences=2"]}))
+    broken = out / "supervised/Naive/seed0/results.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("{not json")
+    assert main(["grid", str(grid), "--no-report"]) == 1
+    printed = capsys.readouterr().out
+    assert f"seed 0: FAILED ({broken} is not a run's results (JSONDecodeError" in printed
+    assert "seed 1: trained in" in printed  # the grid went on
+    assert broken.read_text() == "{not json"  # and did not touch what it could not read
 
 
 def test_grid_refuses_to_overwrite_a_run_of_other_settings(tmp_path, fmnist_available, capsys):

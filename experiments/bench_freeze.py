@@ -30,7 +30,9 @@ from each control, paired by seed (the seed-to-seed spread the arms share cancel
 standard error) with, against LUMP, what the seeds can resolve (the per-seed spread of the
 paired differences and the seeds a 0.3-point bound would need); writes ``bench.json`` and,
 with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an
-interrupted grid continues where it stopped.
+interrupted grid continues where it stopped. A run that fails (diverged training, an unreadable
+folder) is named on stderr and under its cell's table and left out; a failed LUMP or rule run
+leaves out its seed from the cell (nothing else of that seed is compared), and the exit code is 1.
 Ends with one machine-readable line (the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
@@ -53,6 +55,9 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from avalanche_freeze.run.config import ConfigError, ExperimentConfig
+from avalanche_freeze.benchmarks import DatasetError
+from avalanche_freeze.health import TrainingHealthError
+from avalanche_freeze.run.checkpoint import CheckpointError
 from avalanche_freeze.run.experiment import run_or_reuse
 from avalanche_freeze.freezing.decision import backbone_layout
 from avalanche_freeze.freezing.schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
@@ -118,13 +123,28 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         seeds = [seed for seed in seeds if finished("lump", seed) and finished("lump_freeze", seed)]
         if not seeds:
             raise SystemExit(f"bench_freeze: no finished seed in {cell_dir}")
+    failed: List[str] = []
+
+    def attempt(cfg, arm: str, seed: int) -> Optional[Dict]:
+        """The run's results, or None when it fails (diverged, unreadable folder): recorded, the bench goes on."""
+        try:
+            return run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
+        except (TrainingHealthError, CheckpointError, DatasetError, OSError) as exc:
+            failed.append(f"{arm} seed {seed}: {exc}")
+            print(f"bench_freeze: {base.ssl.name} e{base.train.epochs} {arm} seed {seed} FAILED: {exc}",
+                  file=sys.stderr)
+            return None
+
+    completed = []
     for i, seed in enumerate(seeds):
         common = overrides + extra + [f"seed={seed}"]
         order = ("lump", "lump_freeze") if i % 2 == 0 else ("lump_freeze", "lump")  # alternate for timing
         done = {}
         for strategy in order:
-            done[strategy] = run_or_reuse(_config(files, common + [f"strategy={strategy}"]),
-                                          cell_dir / strategy / f"seed{seed}")
+            done[strategy] = attempt(_config(files, common + [f"strategy={strategy}"]), strategy, seed)
+        if done["lump"] is None or done["lump_freeze"] is None:
+            continue  # the seed's pair is incomplete: no arm of it is compared
+        completed.append(seed)
         runs.setdefault("lump", {})[seed] = done["lump"]
         runs.setdefault("rule", {})[seed] = done["lump_freeze"]
         if seed in control_seeds:
@@ -133,15 +153,19 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
                 if finished_only and not finished(arm, seed):
                     continue
                 cfg = _config(files, common + ["strategy=lump_freeze", f"freeze.schedule={json.dumps(schedule)}"])
-                result = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
-                result["schedule"] = schedule
-                runs.setdefault(arm, {})[seed] = result
+                result = attempt(cfg, arm, seed)
+                if result is not None:
+                    result["schedule"] = schedule
+                    runs.setdefault(arm, {})[seed] = result
             for arm in ablations:
                 if finished_only and not finished(arm, seed):
                     continue
-                cfg = _config(files, common + ["strategy=lump_freeze"] + ABLATIONS[arm])
-                runs.setdefault(arm, {})[seed] = run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
-    return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": list(seeds), "shares": shares,
+                result = attempt(_config(files, common + ["strategy=lump_freeze"] + ABLATIONS[arm]), arm, seed)
+                if result is not None:
+                    runs.setdefault(arm, {})[seed] = result
+    if not completed:
+        raise SystemExit(f"bench_freeze: no seed of {cell_dir} finished both LUMP and the rule ({'; '.join(failed)})")
+    return {"ssl": base.ssl.name, "epochs": base.train.epochs, "seeds": completed, "shares": shares, "failed": failed,
             "arms": {arm: _arm_summary(arm, rs, runs["lump"], shares) for arm, rs in runs.items()}}
 
 
@@ -193,6 +217,8 @@ def _print_cell(cell: Dict) -> None:
                         "bwd FLOPs ratio", "saved act. ratio", "time ratio", "decision s", "frozen blocks per task",
                         "stopped by"],
                        rows))
+    for failure in cell.get("failed", []):
+        print(f"FAILED (left out of the table; a failed LUMP or rule run leaves out its seed): {failure}")
 
 
 METRICS = (("acc_knn_ci", "kNN acc CI"), ("acc_knn_ti", "kNN acc TI"), ("forgetting_knn_ci", "forgetting CI"),
@@ -313,7 +339,7 @@ def main(argv=None) -> int:
         plot_cells_accuracy_vs_flops(cells, args.plot)
         print(f"\nplot written to {args.plot}")
     print(line)
-    return 0
+    return 1 if any(cell.get("failed") for cell in cells) else 0
 
 
 if __name__ == "__main__":

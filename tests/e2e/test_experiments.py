@@ -49,6 +49,30 @@ def test_bench_freeze_prints_ratios_and_the_machine_readable_line(tmp_path, fmni
     assert lump_row.split()[:3] == ["lump", f"{delta:.2f}", f"({int(delta > 0)}/1)"]
 
 
+def test_bench_freeze_records_a_failed_run_and_goes_on(tmp_path, fmnist_available, capsys, monkeypatch):
+    """Seed 1's rule run diverges: the bench finishes seed 0, names the failure, leaves seed 1 out, exits 1."""
+    from avalanche_freeze.health import TrainingHealthError
+
+    bench = _load("bench_freeze")
+    real = bench.run_or_reuse
+
+    def diverging(cfg, folder, **kwargs):
+        if cfg.seed == 1 and cfg.strategy == "lump_freeze":
+            raise TrainingHealthError("non-finite loss (inf) at task 0, epoch 0, iteration 3")
+        return real(cfg, folder, **kwargs)
+
+    monkeypatch.setattr(bench, "run_or_reuse", diverging)
+    rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
+    assert bench.main(["--output", str(tmp_path), "--seeds", "0", "1", *_sets(*rule)]) == 1
+    captured = capsys.readouterr()
+    assert "lump_freeze seed 1 FAILED: non-finite loss (inf)" in captured.err
+    assert "FAILED (left out of the table; a failed LUMP or rule run leaves out its seed): lump_freeze seed 1" \
+        in captured.out
+    cell = json.loads((tmp_path / "bench.json").read_text())["cells"][0]
+    assert cell["seeds"] == [0] and cell["arms"]["rule"]["seeds"] == [0]
+    assert (tmp_path / "simsiam" / "e1" / "lump" / "seed1" / "results.json").is_file()  # its LUMP run was kept
+
+
 def test_bench_freeze_says_how_many_seeds_a_0_3_point_bound_needs(capsys):
     bench = _load("bench_freeze")
     assert bench.seeds_for_margin(3.0) == 271  # at the targets' 0.3-point margin

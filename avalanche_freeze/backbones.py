@@ -53,7 +53,8 @@ class ModelConfig:
     width: float = 0.25
 
     def __post_init__(self) -> None:
-        check_number("width", self.width, above=0, at_most=16)
+        # below 1/64 the first stage would have less than one channel (rounded up to one, silently)
+        check_number("width", self.width, at_least=1 / 64, at_most=16)
 
 
 class BasicBlock(nn.Module):

@@ -133,7 +133,7 @@ class DataConfig:
         if self.task_transforms and self.n_experiences is not None and len(self.task_transforms) != self.n_experiences:
             raise not_accepted("task_transforms", list(self.task_transforms),
                                f"one transform per task (n_experiences={self.n_experiences}) or none")
-        if self.root is not None and not Path(self.root).is_dir():
+        if self.root is not None and (not str(self.root).strip() or not Path(self.root).is_dir()):
             raise not_accepted("root", self.root, "an existing directory or null")
         for key in ("n_experiences", "max_train_per_task", "max_test_per_task"):
             check_number(key, getattr(self, key), at_least=1, integer=True, optional=True)
@@ -508,6 +508,11 @@ def make_benchmark(
         per_class = test_per_class or min(Counter(test.targets).values())
         test = _validation_split(train, kept, per_class, random.Random(seed + 1), n_cls)
     train = _subset(train, kept)
+    per_class = Counter(train.targets)
+    scarce = min(range(n_cls), key=lambda c: per_class.get(c, 0))
+    if per_class.get(scarce, 0) < 2:
+        raise DatasetError(f"the training set of {key!r} in {where} has {per_class.get(scarce, 0)} image(s) of class "
+                           f"{scarce}; every class needs two at least (BatchNorm needs two samples per batch)")
 
     if class_order is None:
         order = list(range(n_cls))

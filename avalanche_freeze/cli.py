@@ -134,7 +134,7 @@ def _configuration(args) -> ExperimentConfig:
 def _check_output(args) -> Optional[str]:
     """Why ``--output`` cannot be used as asked (``None`` when it can)."""
     output: Path = args.output
-    if not str(output).strip() or str(output) in (".", "./"):
+    if not str(output).strip() or output.resolve() == Path.cwd().resolve():
         return "--output must name a directory for this run (not the current directory)"
     nearest = next((p for p in (output, *output.parents) if p.exists()), Path("."))  # what exists of the path
     if not nearest.is_dir():

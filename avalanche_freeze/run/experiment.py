@@ -48,6 +48,7 @@ from .checkpoint import (
     strategy_state,
 )
 from .config import ConfigError, ExperimentConfig, flatten
+from ..validation import not_accepted
 from ..distributed import barrier, gather_from_all, is_main_process, per_process_batch, rank, world_size
 from ..efficiency import EfficiencyMetrics
 from ..evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
@@ -195,6 +196,11 @@ class ExperimentRun:
             )
         except ConfigError as exc:
             raise exc.within("data") from None
+        smallest = min(len(exp.dataset) for exp in bench.benchmark.train_stream)
+        if cfg.train.batch_size > smallest:
+            raise not_accepted("train.batch_size", cfg.train.batch_size,
+                               f"at most {smallest} (the training images of the smallest task; a larger batch "
+                               "would silently be one smaller batch per epoch)")
         _check_memory(cfg, bench.in_channels)
         kind = strategy_kind(cfg.strategy)
         if world_size() > 1 and kind == "supervised":

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from ..freezing import CorrelationFreezePlugin
+from ..freezing.decision import backbone_layout
 from ..health import TrainingHealthPlugin
 from ..plugins import CaSSLePlugin, DERPlugin, LUMPPlugin, PFRPlugin, SelfSupervisedEWCPlugin, SIPlugin
 from ..validation import check_choice, not_accepted
@@ -160,6 +161,18 @@ def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
         raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
                            f"fewer than train.epochs={cfg.train.epochs} (CKA scores after the warm-up epochs; "
                            "with as many, it would never decide)")
+    components = strategy_components(cfg.strategy)
+    for name in ("lump", "der"):
+        if name in components and getattr(cfg, name).mem_size == 0:
+            raise not_accepted(f"{name}.mem_size", 0, f"at least 1 with --strategy {cfg.strategy} (an empty buffer "
+                               "trains as --strategy finetune: use that)")
+    if "freeze" in components and freeze.schedule:
+        units = len(backbone_layout(benchmark=cfg.data.benchmark, width=cfg.model.width, granularity="block").shares)
+        beyond = [entry for entry in freeze.schedule if entry[2] > units]
+        if beyond:
+            raise not_accepted("freeze.schedule", freeze.schedule,
+                               f"[task, iteration, blocks] entries with blocks <= {units} (the backbone's block-level "
+                               f"units); {beyond[0]} asks for {beyond[0][2]}")
     return cfg
 
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +40,7 @@ def _bad_inputs(tmp):
     (tmp / "list_key.yaml").write_text("? [a, b]\n: 1\n")
     (tmp / "empty_root").mkdir()
     write_fmnist(tmp / "three_files", labels=list(range(10)) * 2, skip="train-labels-idx1-ubyte")
+    write_fmnist(tmp / "one_of_class_3", labels=[c for c in range(10) for _ in range(1 if c == 3 else 4)])
     return [
         (["--set", "train.lr=nan"], 2, "train.lr=nan is not accepted; accepted: a finite number > 0"),
         (["--set", "train.weight_decay=nan"], 2, "train.weight_decay=nan is not accepted"),
@@ -48,7 +50,16 @@ def _bad_inputs(tmp):
         (["--set", "health.collapse_std=nan"], 2, "health.collapse_std=nan is not accepted"),
         (["--set", "model.width=inf"], 2, "model.width=inf is not accepted"),
         (["--set", "model.width=nan"], 2, "model.width=nan is not accepted"),
-        (["--set", "model.width=1000"], 2, "model.width=1000.0 is not accepted; accepted: a finite number > 0 and <= 16"),
+        (["--set", "model.width=1000"], 2, "model.width=1000.0 is not accepted; accepted: a finite number >= 0.015625 and <= 16"),
+        (["--set", "model.width=1e-30"], 2, "model.width=1e-30 is not accepted; accepted: a finite number >= 0.015625"),
+        (["--strategy", "lump", "--set", "lump.mem_size=0"], 2,
+         "lump.mem_size=0 is not accepted; accepted: at least 1 with --strategy lump (an empty buffer trains as"),
+        (["--strategy", "der", "--set", "der.mem_size=0"], 2, "der.mem_size=0 is not accepted; accepted: at least 1"),
+        (["--strategy", "lump_freeze", "--set", "freeze.schedule=[[1,0,99]]"], 2,
+         "freeze.schedule=[[1, 0, 99]] is not accepted; accepted: [task, iteration, blocks] entries with blocks <= 9"),
+        (["--set", "data.root=''"], 2, "data.root='' is not accepted; accepted: an existing directory or null"),
+        (["--set", "data.root=' '"], 2, "data.root=' ' is not accepted; accepted: an existing directory or null"),
+        (["--output", str(Path.cwd())], 2, "--output must name a directory for this run (not the current directory)"),
         (["--set", "seed=4294967296"], 2, "seed=4294967296 is not accepted; accepted: an integer >= 0 and <= 4294967295"),
         (["--set", "eval.probes=knn,knn"], 2, "eval.probes=['knn', 'knn'] is not accepted"),
         (["--set", "freeze.energy=0"], 2, "freeze.energy=0.0 is not accepted; accepted: a finite number > 0 and <= 1"),
@@ -67,6 +78,10 @@ def _bad_inputs(tmp):
         (["--set", f"data.root={tmp / 'empty_root'}"], 1,
          "empty_root' (missing there: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz]"),
         (["--set", f"data.root={tmp / 'three_files'}"], 1, "(missing there: train-labels-idx1-ubyte[.gz])"),
+        (["--set", f"data.root={tmp / 'one_of_class_3'}", "--set", "train.batch_size=2"], 1,
+         "has 1 image(s) of class 3; every class needs two at least"),
+        (["--set", "train.batch_size=500"], 2,
+         "train.batch_size=500 is not accepted; accepted: at most 128 (the training images of the smallest task"),
         (["--set", "data.max_train_per_task=1"], 2, "data.max_train_per_task=1 is not accepted; accepted: null or at least 4"),
         (["--config", str(tmp / "list_key.yaml")], 2, "a mapping key must be a name or a number; got a list"),
         (["--set", "ssl.name=simclr", "--set", "ssl.options={temperature: abc}"], 2,

@@ -108,9 +108,17 @@ def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
 
 
 def _check_memory(cfg: ExperimentConfig, in_channels: int) -> None:
-    """Refuse a backbone whose training state cannot fit in the device's free memory."""
+    """Refuse a model (backbone and SSL heads) whose training state cannot fit in the device's free
+    memory; both are built on the meta device (no memory), so the check itself allocates nothing."""
     with torch.device("meta"):
-        n_params = sum(p.numel() for p in CifarResNet18(width=cfg.model.width, in_channels=in_channels).parameters())
+        backbone = CifarResNet18(width=cfg.model.width, in_channels=in_channels)
+        n_backbone = sum(p.numel() for p in backbone.parameters())
+        try:
+            n_heads = sum(p.numel() for p in cfg.ssl.build(feature_dim=backbone.feature_dim, backbone=backbone)
+                          .parameters()) if strategy_kind(cfg.strategy) != "supervised" else 0
+        except NotImplementedError:  # a method that cannot be built on the meta device: its heads are not counted
+            n_heads = 0
+    n_params = n_backbone + n_heads
     needed = 4 * 4 * n_params  # fp32 weights, gradients, momentum and a copy (BYOL's target, CaSSLe's teacher)
     if cfg.device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(cfg.device))
@@ -119,9 +127,11 @@ def _check_memory(cfg: ExperimentConfig, in_channels: int) -> None:
 
         free = psutil.virtual_memory().available
     if needed > free:
-        raise ValueError(f"model.width={cfg.model.width} gives a backbone of {n_params / 1e6:.0f}M parameters whose "
-                         f"training state needs about {needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB "
-                         f"free on {cfg.device}; accepted: a smaller model.width")
+        raise ValueError(f"model.width={cfg.model.width} and ssl.proj_dim={cfg.ssl.proj_dim} give a model of "
+                         f"{n_params / 1e6:.0f}M parameters (backbone {n_backbone / 1e6:.0f}M, SSL heads "
+                         f"{n_heads / 1e6:.0f}M) whose training state needs about {needed / 2**30:.1f} GiB, more than "
+                         f"the {free / 2**30:.1f} GiB free on {cfg.device}; accepted: a smaller model.width or "
+                         "ssl.proj_dim")
 
 
 def _finite_or_none(value: Any) -> Any:

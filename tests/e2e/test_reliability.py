@@ -80,6 +80,7 @@ def _bad_inputs(tmp):
         (["--set", f"data.root={tmp / 'three_files'}"], 1, "(missing there: train-labels-idx1-ubyte[.gz])"),
         (["--set", f"data.root={tmp / 'one_of_class_3'}", "--set", "train.batch_size=2"], 1,
          "has 1 image(s) of class 3; every class needs two at least"),
+        (["--set", "ssl.proj_dim=300000"], 1, "ssl.proj_dim=300000 give a model of 90"),  # ~1.3 TiB of heads
         (["--set", "train.batch_size=500"], 2,
          "train.batch_size=500 is not accepted; accepted: at most 128 (the training images of the smallest task"),
         (["--set", "data.max_train_per_task=1"], 2, "data.max_train_per_task=1 is not accepted; accepted: null or at least 4"),
@@ -116,7 +117,7 @@ def test_model_too_large_for_memory_is_refused(tmp_path, fmnist_available, capsy
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": 2**30})())
     assert run_cli(tmp_path / "big", "--set", "model.width=4") == 1
-    assert "model.width=4.0 gives a backbone of 179M parameters" in capsys.readouterr().err
+    assert "model.width=4.0 and ssl.proj_dim=32 give a model of 179M parameters (backbone 179M" in capsys.readouterr().err
 
 
 def test_malformed_checkpoints_are_refused_with_a_reason(tmp_path, fmnist_available, capsys):

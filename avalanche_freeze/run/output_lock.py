@@ -137,5 +137,11 @@ class OutputLock:
         self.acquire()
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.release()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        try:
+            self.release()
+        except OSError:
+            if exc_type is None:
+                raise
+            # the run's own error (e.g. a checkpoint that could not be written to a folder turned
+            # read-only) is the one to report; the lock stays behind and a later run takes it over as stale

@@ -63,3 +63,25 @@ def test_a_reader_never_sees_a_lock_without_its_holder(tmp_path):
     holder = json.loads((tmp_path / LOCK_NAME).read_text())
     assert holder["pid"] > 0 and holder["host"] == socket.gethostname()
     lock.release()
+
+
+def test_the_run_s_own_error_is_reported_when_the_lock_cannot_be_released(tmp_path, monkeypatch):
+    """A folder that turned read-only mid-run: the checkpoint write fails, then so does the lock's removal;
+    the checkpoint's error is the one raised (the lock stays, to be taken over as stale)."""
+    from pathlib import Path
+
+    real_unlink = Path.unlink
+
+    def read_only_folder(self, missing_ok=False):
+        if self.name == LOCK_NAME:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, missing_ok=missing_ok)
+
+    with pytest.raises(OSError, match="cannot write the checkpoint"):
+        with OutputLock(tmp_path):
+            monkeypatch.setattr(Path, "unlink", read_only_folder)
+            raise OSError("cannot write the checkpoint")
+    assert (tmp_path / LOCK_NAME).exists()
+    with pytest.raises(PermissionError):  # without an error of the run's own, the release error is not hidden
+        with OutputLock(tmp_path / "other"):
+            pass

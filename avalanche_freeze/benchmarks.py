@@ -29,6 +29,7 @@ from __future__ import annotations
 import gzip
 import pickle
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,6 +263,7 @@ def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorD
     tried_download = ""
     if files is None and download:
         root = Path(data_root or Path.home() / ".cache" / "avalanche_freeze")
+        created = [p for p in (root, root / "FashionMNIST") if not p.exists()]
         try:
             from torchvision.datasets import FashionMNIST
 
@@ -271,6 +273,8 @@ def _load_fmnist(data_root: Optional[str], download: bool) -> Tuple[ImageTensorD
         except Exception as exc:  # network errors take many forms
             first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             tried_download = f" (download into {root} failed: {type(exc).__name__}: {first_line})"
+            for folder in reversed(created):  # leave nothing of the failed attempt behind
+                shutil.rmtree(folder, ignore_errors=True)
     if files is None:
         where = (f"data_root={data_root!r} (missing there: {', '.join(_missing_fmnist_files(Path(data_root)))})"
                  if data_root else

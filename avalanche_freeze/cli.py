@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -213,10 +214,11 @@ def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: boo
 
     run = None
     wandb_logger = None
+    new_folder = main and not args.output.exists()
     try:
         with OutputLock(args.output) if main else contextlib.nullcontext():  # under torchrun: process 0's
             if args.overwrite and main:  # nothing of the previous run may be mistaken for this one's
-                for name in (CHECKPOINT_NAME, "results.json"):
+                for name in (CHECKPOINT_NAME, "results.json", "log.txt"):
                     (args.output / name).unlink(missing_ok=True)
             run = ExperimentRun.build(cfg, args.output, verbose=not args.quiet, device=device)
             if args.resume:
@@ -253,6 +255,9 @@ def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: boo
     finally:
         if wandb_logger is not None:
             wandb_logger.finish()
+        if new_folder and (run is None or run.checkpointed == 0) and not (args.output / "results.json").exists():
+            # a run that saved nothing leaves nothing behind (no empty folder, no lone log)
+            shutil.rmtree(args.output, ignore_errors=True)
     if main:
         print()
         print(format_results_table(results))

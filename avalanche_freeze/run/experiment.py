@@ -323,6 +323,11 @@ class ExperimentRun:
         set_rng_state(mine["rng"])
         self.results = RunResults.from_dict(state["results"])
         self.next_task = self.checkpointed = state["next_task"]
+        saved, now = flatten(state["config"]), flatten(self.cfg.to_dict())
+        changed = {k: [saved.get(k), now.get(k)] for k in sorted(RESULT_NEUTRAL_KEYS) if saved.get(k) != now.get(k)}
+        if changed:  # allowed on resume (they do not change the results), but recorded: [before, after]
+            self.results.data.setdefault("resumed_with_changes", []).append({"from_task": self.next_task,
+                                                                           "changed": changed})
 
     # ----------------------------------------------------------------- run
     def run(self, *, stop_after: Optional[int] = None) -> Dict[str, Any]:

@@ -110,6 +110,8 @@ def test_bad_inputs_get_one_line_naming_the_key_value_or_path(tmp_path, fmnist_a
         assert message in err, (extra, err)
         assert err.count("\n") == 1 and "Traceback" not in err, err  # one line, no traceback
     assert not (tmp_path / "never").exists()  # a refused --resume creates nothing
+    assert not (tmp_path / "out").exists()  # a run that failed saved nothing and leaves nothing behind
+    assert not list((tmp_path / "empty_root").iterdir())  # nor does a failed download attempt
 
 
 def test_model_too_large_for_memory_is_refused(tmp_path, fmnist_available, capsys, monkeypatch):
@@ -319,12 +321,18 @@ def test_overwrite_removes_the_previous_results_first_and_resume_accepts_logging
     assert run_cli(out, *two) == 0
     assert run_cli(out, *two, "--set", "eval.mb_size=64", "--wandb", "--resume") == 0  # neutral keys may differ
     assert list((out / "wandb").glob("offline-run-*"))
+    (change,) = json.loads((out / "results.json").read_text())["resumed_with_changes"]  # ... and are recorded
+    assert change["from_task"] == 2 and change["changed"]["eval.mb_size"] == [256, 64]
+    with open(out / "log.txt", "a") as log:
+        log.write("SENTINEL of the run before --overwrite\n")
     assert run_cli(out, *two, "--set", "train.lr=0.01", "--wandb", "--resume") == 1  # a refused resume ...
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1  # ... leaves no empty W&B run
     stale = json.loads((out / "results.json").read_text())
     assert run_cli(out, *two, "--set", "health.collapse_std=1e-3", "--overwrite") == 0
     fresh = json.loads((out / "results.json").read_text())
     assert fresh["config"]["health"]["collapse_std"] == 1e-3 != stale["config"]["health"]["collapse_std"]
+    assert "SENTINEL" not in (out / "log.txt").read_text()  # --overwrite starts a new log
+    assert "resumed_with_changes" not in fresh
 
 
 def test_nan_weights_stop_the_run_before_evaluation(tiny_bench):

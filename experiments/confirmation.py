@@ -136,6 +136,9 @@ def _diff(pairs, key: str, arm: str, other: str) -> Optional[PairedInterval]:
 
 
 def _verdict(ok: Optional[bool]) -> str:
+    """``MET`` / ``NOT MET`` for an endpoint with a target; a descriptive one (``ok="-"``) has none."""
+    if ok == "-":
+        return "- (no target)"
     return "n/a (too few pairs)" if ok is None else ("MET" if ok else "NOT MET")
 
 
@@ -159,7 +162,7 @@ def endpoints(summary: Dict) -> List[Dict]:
             statistics.mean(ratios) >= 1.2)
         d = _diff(pairs, "shifted_linear_ci", "rule", "fixed3")
         add("(secondary) shifted-task final linear-probe CI acc, rule - fixed3", str(d) if d else "-",
-            "reported", None if d is None else True)
+            "reported", None if d is None else "-")
         if stream == "B":
             shifted = shifted_tasks(stream)
             during = [statistics.mean(p["arms"]["rule"]["frozen_compute"][t] for t in shifted) -

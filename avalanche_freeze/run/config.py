@@ -66,6 +66,8 @@ from ..plugins.config import CaSSLeConfig, DERConfig, EWCConfig, LUMPConfig, PFR
 from ..ssl.base import SSLConfig
 from ..strategy import TrainConfig
 from ..validation import ConfigError, check_number, not_accepted
+from .solo_config import is_solo_config
+from .solo_config import translate as translate_solo
 from .supervised import SupervisedConfig
 
 __all__ = ["DEPRECATED_KEYS", "ExperimentConfig", "WandBConfig", "flatten", "load_yaml"]
@@ -184,7 +186,10 @@ class ExperimentConfig:
         if base:
             conf = _merge(conf, base, base_source)
         for path in files:
-            conf = _merge(conf, load_yaml(Path(path)), f"config file {str(path)!r}")
+            raw, source = load_yaml(Path(path)), f"config file {str(path)!r}"
+            if is_solo_config(raw):  # a solo-learn pretraining file: its method section, mapped
+                raw = translate_solo(raw, source)
+            conf = _merge(conf, raw, source)
         for item in overrides:
             conf = _merge(conf, _parse_override(item), "--set")
         return _instantiate(cls, conf)

@@ -156,3 +156,52 @@ def test_cli_runs_a_solo_method_by_name(tmp_path, fmnist_available):
     assert main(args) == 0
     r = json.loads((tmp_path / "run" / "results.json").read_text())
     assert r["config"]["ssl"]["name"] == "solo:byol" and len(r["acc_matrix"]["knn_ci"]) == 2
+
+
+FIXTURE = __import__("pathlib").Path(__file__).resolve().parents[1] / "fixtures" / "solo_byol_cifar.yaml"
+
+
+def test_a_solo_learn_pretraining_file_is_a_configuration(tmp_path, fmnist_available, capsys):
+    """solo-learn's method section maps onto ssl / train; the job's sections are named as not read; the run trains."""
+    import json
+
+    from avalanche_freeze.cli import main
+
+    from ..conftest import TINY_SET
+
+    cfg = ExperimentConfig.from_sources(files=[FIXTURE])
+    assert (cfg.ssl.name, cfg.ssl.proj_dim, cfg.ssl.pred_dim) == ("solo:byol", 64, 16)
+    assert cfg.ssl.options == {"proj_output_dim": 32, "base_tau_momentum": 0.98}
+    assert (cfg.train.batch_size, cfg.train.lr, cfg.train.weight_decay, cfg.train.momentum) == (32, 0.05, 1e-5, 0.9)
+    assert cfg.strategy == "lump"  # solo-learn's `strategy: ddp` (its Lightning strategy) is not read as ours
+    err = capsys.readouterr().err
+    assert "is a solo-learn file" in err and "not read (they describe solo-learn's job): defaults, hydra" in err
+    assert "optimizer.classifier_lr" in err
+    tiny = [item for item in TINY_SET if not item.startswith(("ssl.", "train.batch_size"))]
+    args = ["run", "--quiet", "--strategy", "lump", "--config", str(FIXTURE), "--output", str(tmp_path / "run")]
+    for item in tiny + ["data.n_experiences=2"]:
+        args += ["--set", item]
+    assert main(args) == 0
+    r = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert r["config"]["ssl"]["options"]["base_tau_momentum"] == 0.98 and len(r["acc_matrix"]["knn_ci"]) == 2
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"optimizer": {"name": "lars", "lr": 1.0}}, "optimizer.name='lars' is not accepted; accepted: sgd"),
+    ({"momentum": {"base_tau": 0.99, "final_tau": 1.0}}, "momentum.final_tau=1.0 is not accepted; accepted: equal to"),
+    ({"method_kwargs": {"proj_output_dim": 32, "lamb": 0.1}}, "method_kwargs.lamb=0.1 is not accepted; accepted: the "
+                                                              "options of solo:byol"),
+    ({"method": "swav"}, "method='swav' is not accepted; accepted: solo-learn methods adapted here"),
+    ({"backbone": {"name": "vit_small"}}, "backbone.name='vit_small' is not accepted; accepted: resnet18"),
+    ({"optimizer": {"name": "sgd", "kwargs": {"eta": 0.02}}}, "optimizer.kwargs.eta=0.02 is not accepted"),
+    ({"knn_eval2": {"enabled": True}}, "knn_eval2={'enabled': True} is not accepted; accepted: a solo-learn"),
+])
+def test_what_a_solo_learn_file_asks_for_without_a_counterpart_is_refused(tmp_path, change, message):
+    import yaml
+
+    raw = {**yaml.safe_load(FIXTURE.read_text()), **change}
+    path = tmp_path / "solo.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError) as info:
+        ExperimentConfig.from_sources(files=[path])
+    assert f"config file {str(path)!r} (a solo-learn file): {message}" in str(info.value)

@@ -118,7 +118,7 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 
-    assert Image.open(png).size == (336, 288)  # one panel: 4.2 x 3.6 inches at 80 dpi
+    assert Image.open(png).size == (368, 288)  # one panel and its legend: 4.6 x 3.6 inches at 80 dpi
     # --finished-only runs nothing: an arm that never ran (here 2:1) is left out, the others are summarised
     assert bench.main([*argv, "--fixed-prefix", "3:2", "2:1", "--finished-only"]) == 0
     summary = json.loads((tmp_path / "bench.json").read_text())["cells"][0]["arms"]

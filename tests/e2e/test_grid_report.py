@@ -102,6 +102,47 @@ def test_report_writes_the_table_and_valid_pngs_of_the_expected_size(runs, tmp_p
     assert "freeze_scores.png" not in files and (tmp_path / "report2" / "acc_matrix.png").is_file()
 
 
+def test_report_figures_say_what_they_show(runs, tmp_path, monkeypatch):
+    """Read the figures back: units, labels, legends with seed counts, both protocols by name, no offset
+    exponent, units never scored masked (grey) instead of drawn as 0, no zoom that makes a small gap fill the axis."""
+    from matplotlib.figure import Figure
+
+    from avalanche_freeze.analysis.results import RunResults
+
+    hist = [{"experience": 1, "iteration": 4, "scores": {"stem": 0.95}, "frozen_units": ["stem"], "frozen_blocks": 1,
+             "frozen_share": 0.1},
+            {"experience": 2, "iteration": 4, "scores": {"stem": 0.9, "layer1.0": 0.2}, "frozen_units": ["stem"],
+             "frozen_blocks": 1, "frozen_share": 0.1}]
+    for seed in (0, 1):  # a freezing arm whose runs have both protocols, and a unit scored in one task only
+        r = RunResults(config={"strategy": "lump_freeze", "seed": seed}, keys=["knn_ci", "knn_ti"], n_tasks=3)
+        for key in ("knn_ci", "knn_ti"):
+            r.data["acc_matrix"][key] = [[0.9, None, None], [0.7, 0.8, None], [0.6, 0.7, 0.8 + 0.01 * seed]]
+        r.data["efficiency"] = [{"TrainTime_Exp": 1.0, "SavedActBytes_Iter": 1.0, "BwdFLOPs_Exp": 2.5e12}] * 3
+        r.data["freeze_history"] = hist
+        _write(tmp_path / "both", "rule", seed, r.finalise())
+    figures = {}
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, path, **kw: (figures.__setitem__(Path(path).name, fig),
+                                                                     real_savefig(fig, path, **kw))[1])
+    write_report(tmp_path / "both", tmp_path / "report")
+    titles = [ax.get_title() for ax in figures["acc_matrix.png"].axes if ax.get_title()]
+    assert titles == ["rule (2 seeds)\nkNN, class-incremental", "rule (2 seeds)\nkNN, task-incremental"]
+    scatter = figures["acc_vs_flops.png"].axes[0]
+    assert "TFLOPs" in scatter.get_xlabel() and "std over seeds" in scatter.get_ylabel()
+    assert scatter.xaxis.get_offset_text().get_text() == ""  # 2.5 TFLOPs, not 2.5 x 1e12
+    assert [t.get_text() for t in scatter.get_legend().get_texts()] == ["rule (2 seeds)"]
+    low, high = scatter.get_ylim()
+    assert high - low >= 10  # a 1-point spread does not fill the axis
+    scores = figures["freeze_scores.png"].axes[0]
+    grid = scores.images[0].get_array()
+    assert grid.mask[1, 0] and not grid.mask[1, 1] and grid[1, 1] == pytest.approx(0.2)  # layer1.0: T1 not scored
+    assert scores.get_xlabel() == "last decision of task"
+    assert {t.get_text() for t in scores.get_legend().get_texts()} == {"frozen", "not scored"}
+    curves = figures["task_accuracy.png"].axes[0]
+    assert "2 seeds, band: +- std" in curves.get_title() and curves.get_legend() is not None
+    assert curves.collections  # the std bands
+
+
 def test_report_command_and_its_errors(runs, tmp_path, capsys):
     assert main(["report", str(runs), "--output", str(tmp_path / "r")]) == 0
     assert "| simsiam/lump |" in capsys.readouterr().out

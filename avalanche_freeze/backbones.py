@@ -99,6 +99,13 @@ class FreezableBackbone(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("frozen_units", torch.zeros((), dtype=torch.long))
+        # the same count as a Python int: the forward reads it with no wait on the device
+        self._num_frozen = 0
+        self.register_load_state_dict_post_hook(FreezableBackbone._after_load)
+
+    @staticmethod
+    def _after_load(module: "FreezableBackbone", incompatible_keys) -> None:
+        module._num_frozen = int(module.frozen_units.item())  # once per load, not per forward
 
     # ------------------------------------------------------------------ units
     def unit_names(self, *, granularity: str = "block") -> List[str]:
@@ -117,8 +124,9 @@ class FreezableBackbone(nn.Module):
 
     @property
     def num_frozen_units(self) -> int:
-        """How many leading block-level units are frozen."""
-        return int(self.frozen_units.item())
+        """How many leading block-level units are frozen (a Python int kept beside the buffer: reading
+        it does not wait for the device)."""
+        return self._num_frozen
 
     def set_frozen_prefix(self, n_units: int) -> None:
         """Freeze the first ``n_units`` block-level units and unfreeze the rest.
@@ -129,6 +137,7 @@ class FreezableBackbone(nn.Module):
         """
         check_number("n_units", n_units, at_least=0, at_most=len(self.units), integer=True)
         self.frozen_units.fill_(n_units)
+        self._num_frozen = int(n_units)
         for i, unit in enumerate(self.units):
             frozen = i < n_units
             for p in unit.parameters():

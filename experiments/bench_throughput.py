@@ -70,7 +70,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     if launched_by_torchrun():
         device = init_distributed(seed=0, device=device)
     torch.manual_seed(0)
-    n_images = (opts["warmup"] + opts["iters"]) * opts["batch_size"]
+    n_images = (opts["warmup"] + opts["iters"] + (2 if opts.get("proxies") else 0)) * opts["batch_size"]
     if opts["synthetic"]:
         images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8)
         data = ImageTensorDataset(images, [i % 2 for i in range(n_images)])
@@ -100,11 +100,43 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         def after_training_iteration(self, strategy, **kwargs):
             self._stamp(strategy, self.times)
 
+    class Proxies(SupervisedPlugin, supports_distributed=True):
+        """Host-side proxies (``--proxies``): after the warm-up, ``iters`` iterations timed bare, then one
+        counted with an op counter and one with a Python call counter; each window runs from the end of
+        an iteration to the end of the next, so it holds the loading and augmentation of its batch."""
+
+        def __init__(self):
+            super().__init__()
+            self.done = 0
+            self.active = None
+            self.start = 0.0
+            self.values: Dict[str, float] = {}
+
+        def after_training_iteration(self, strategy, **kwargs):
+            from avalanche_freeze.host_proxies import OpCounter, PythonCallCounter
+
+            self.done += 1
+            first = opts["warmup"]
+            if self.active is not None:
+                self.active.__exit__(None, None, None)
+                if isinstance(self.active, OpCounter):
+                    self.values.update(device_ops=self.active.device_ops, host_syncs=self.active.host_syncs)
+                else:
+                    self.values["python_calls"] = self.active.count
+                self.active = None
+            if self.done == first:
+                self.start = time.perf_counter()
+            elif self.done == first + opts["iters"]:
+                self.values["host_ms"] = 1000 * (time.perf_counter() - self.start) / opts["iters"]
+                self.active = OpCounter().__enter__()
+            elif self.done == first + opts["iters"] + 1:
+                self.active = PythonCallCounter().__enter__()
+
     backbone = CifarResNet18(width=opts["width"], in_channels=3)
     shares = unit_compute_shares(backbone, torch.zeros(1, 3, 32, 32))
     frozen = opts["frozen_units"] if opts["arm"] == "lump_freeze" else 0
     backbone.set_frozen_prefix(frozen)
-    stamps = Stamps()
+    stamps = Proxies() if opts.get("proxies") else Stamps()
     plugins: list = [stamps] + ([LUMPPlugin(mem_size=256, seed=0)] if opts["arm"] != "finetune" else [])
     strategy = SelfSupervisedStrategy(
         model=backbone, augmentation=bench.augmentation, ssl="simsiam", ssl_options={"proj_dim": 2048, "pred_dim": 512},
@@ -121,6 +153,11 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    if opts.get("proxies"):
+        shutdown()
+        print(RESULT_TAG + json.dumps({"arm": opts["arm"], "batch_size": opts["batch_size"], **stamps.values}),
+              flush=True)
+        return stamps.values
     t, loaded = stamps.times, stamps.loaded
     # per timed iteration i: loading + augmentation = loaded[i] - times[i-1]; the rest (LUMP's mixup,
     # forward, backward, step) = times[i] - loaded[i]
@@ -138,6 +175,44 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     if main:
         print(RESULT_TAG + json.dumps(result), flush=True)
     return result
+
+
+def _proxies(args) -> int:
+    """``--proxies``: per arm, the host-side proxies of one iteration (median over repeats)."""
+    from avalanche_freeze.analysis.results import format_table
+    from avalanche_freeze.host_proxies import per_sample_calls
+
+    width = args.width if args.width != 1.0 else 0.125  # a tiny model: the host's work is what is left
+    base = {"device": args.device, "synthetic": True, "data_root": "", "iters": args.iters, "warmup": args.warmup,
+            "width": width, "frozen_units": args.frozen_units, "num_workers": args.num_workers,
+            "channels_last": args.channels_last, "precision": args.precision[0], "proxies": True}
+    half = max(2, args.batch_size // 2)
+    measured: Dict[tuple, List[Dict[str, Any]]] = {}
+    for repeat in range(args.repeats):
+        arms = args.arms if repeat % 2 == 0 else list(reversed(args.arms))
+        for arm in arms:
+            for batch in (args.batch_size, half):
+                measured.setdefault((arm, batch), []).append(_launch({**base, "arm": arm, "batch_size": batch}, 1))
+    median = lambda arm, batch, key: statistics.median(r[key] for r in measured[(arm, batch)])  # noqa: E731
+    rows, parts = [], []
+    for arm in args.arms:
+        values = {"device_ops_per_iter": median(arm, args.batch_size, "device_ops"),
+                  "host_syncs_per_iter": median(arm, args.batch_size, "host_syncs"),
+                  "per_sample_python_calls_per_iter": per_sample_calls(
+                      {b: median(arm, b, "python_calls") for b in (half, args.batch_size)}, batch=args.batch_size),
+                  "host_ms_per_iter": median(arm, args.batch_size, "host_ms")}
+        rows.append([arm, *(f"{v:.0f}" if k != "host_ms_per_iter" else f"{v:.1f}" for k, v in values.items())])
+        parts += [f"{arm}.{k}={v:.1f}" for k, v in values.items()]
+    print(f"host-side proxies: ResNet-18 width {width}, SimSiam, batch {args.batch_size} (per-sample calls from "
+          f"batches {half} and {args.batch_size}), precision {args.precision[0]}, {args.device}; median of "
+          f"{args.repeats}")
+    print(format_table(["arm", "device ops/iter", "host syncs/iter", "per-sample Python calls/iter", "host ms/iter"],
+                       rows))
+    if args.json:
+        args.json.write_text(json.dumps({"args": base, "raw": {f"{a}/{b}": rs for (a, b), rs in measured.items()}},
+                                        indent=2))
+    print(" ".join(parts))
+    return 0
 
 
 # --------------------------------------------------------------------------- driver
@@ -190,16 +265,21 @@ def main(argv=None) -> int:
     p.add_argument("--num-workers", type=int, default=0, help="dataloader workers")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", type=Path, help="also write the measurements here")
+    p.add_argument("--proxies", action="store_true",
+                   help="instead of throughput: the host-side proxies per arm (device ops, host syncs, per-sample "
+                        "Python calls, host ms per iteration; default width 0.125 and synthetic data)")
     args = p.parse_args(argv)
     if args.worker:
         _measure(json.loads(args.worker))
         return 0
-    if not args.synthetic and args.data_root is None:
+    if not args.synthetic and args.data_root is None and not args.proxies:
         p.error("give --synthetic or --data-root (CIFAR-10 in torchvision's layout)")
     if args.warmup < 1 or args.iters < 1:
         p.error("--warmup and --iters must be at least 1 (LUMP's buffer fills during the first iteration)")
     from avalanche_freeze.analysis.results import format_table
 
+    if args.proxies:
+        return _proxies(args)
     base = {"device": args.device, "synthetic": args.synthetic, "data_root": str(args.data_root or ""),
             "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup, "width": args.width,
             "frozen_units": args.frozen_units, "num_workers": args.num_workers, "channels_last": args.channels_last}

@@ -382,3 +382,19 @@ def test_confirmation_copies_finished_results_both_ways_and_never_overwrites(tmp
     fresh = tmp_path / "fresh"
     assert conf.copy_results(archive, fresh) == 1
     assert (fresh / "A" / "simsiam" / "e3" / "lump" / "seed1000" / "results.json").read_text() == '{"kept": 1}'
+
+
+def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys):
+    bench = _load("bench_throughput")
+    argv = ["--proxies", "--batch-size", "8", "--iters", "1", "--warmup", "1", "--repeats", "1",
+            "--arms", "finetune", "lump"]
+    assert bench.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(item.split("=") for item in last.split())
+    for arm in ("finetune", "lump"):
+        for key in ("device_ops_per_iter", "host_syncs_per_iter", "per_sample_python_calls_per_iter",
+                    "host_ms_per_iter"):
+            assert float(values[f"{arm}.{key}"]) >= 0, key
+        assert float(values[f"{arm}.device_ops_per_iter"]) > 100  # a ResNet forward and backward at least
+    # LUMP's mixup adds device ops to the same iteration
+    assert float(values["lump.device_ops_per_iter"]) > float(values["finetune.device_ops_per_iter"])

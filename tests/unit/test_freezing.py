@@ -501,3 +501,18 @@ def test_without_shrink_the_prefix_stays_whatever_the_new_task_scores(tiny_bench
         scripted.task = t
         s.train(exp)
     assert s.backbone.num_frozen_units == 9 and not any(h.get("revision") for h in plugin.history)
+
+
+def test_the_frozen_prefix_is_read_without_a_host_sync_and_survives_state_dict_loads():
+    from avalanche_freeze.host_proxies import OpCounter
+
+    net = CifarResNet18(width=0.125, in_channels=1)
+    net.set_frozen_prefix(3)
+    x = torch.rand(2, 1, 16, 16)
+    with OpCounter() as ops:
+        net(x)
+        assert net.num_frozen_units == 3
+    assert ops.host_syncs == 0  # the count is a Python int beside the buffer, not a .item() per forward
+    wrapped = torch.nn.Sequential(CifarResNet18(width=0.125, in_channels=1))
+    wrapped.load_state_dict(torch.nn.Sequential(net).state_dict())  # a checkpoint restore, nested
+    assert wrapped[0].num_frozen_units == 3 and int(wrapped[0].frozen_units) == 3

@@ -1,6 +1,7 @@
 """Distributed data-parallel training under ``torchrun``, through Avalanche's ``DistributedHelper``.
 
-``torchrun --nproc_per_node=N -m avalanche_freeze run ...`` starts N processes; each calls
+``torchrun --nproc_per_node=N -m avalanche_freeze run ...`` starts N processes (on one node, or
+on several: ``--nnodes``, each process on the GPU of its local rank); each calls
 :func:`init_distributed`, which initialises the process group with Avalanche 0.6's
 :data:`~avalanche.distributed.DistributedHelper` (gloo on CPU, NCCL on CUDA; every process
 seeded with the run's seed, so models, class orders and probes are built identically). Then:
@@ -44,6 +45,7 @@ __all__ = [
     "init_distributed",
     "is_main_process",
     "launched_by_torchrun",
+    "local_device",
     "per_process_batch",
     "rank",
     "shutdown",
@@ -59,8 +61,29 @@ def launched_by_torchrun() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def local_device(helper=DistributedHelper, *, set_cuda_device: bool = False) -> torch.device:
+    """This process's device: ``cuda:LOCAL_RANK`` when the helper uses CUDA (the GPU of its rank
+    *on its node*), else the CPU. Avalanche 0.6's helper would take ``cuda:RANK``, which exists
+    only on the first node of a multi-node launch; :func:`init_distributed` makes the helper use this.
+
+    Example:
+        >>> local_device()  # the helper does not use CUDA here
+        device(type='cpu')
+    """
+    if not helper.use_cuda:
+        return torch.device("cpu")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
+    if set_cuda_device:
+        torch.cuda.set_device(device)
+    return device
+
+
 def init_distributed(*, seed: int, device: str) -> str:
     """Initialise the process group from torchrun's environment; returns this process's device.
+
+    On any number of nodes: each process takes the GPU of its *local* rank (``cuda:LOCAL_RANK``):
+    the helper's device choice is replaced by :func:`local_device` before the group starts;
+    everything else stays Avalanche's ``DistributedHelper``.
 
     Args:
         seed: the run's seed (every process starts from it).
@@ -68,20 +91,19 @@ def init_distributed(*, seed: int, device: str) -> str:
             the GPU of its local rank).
 
     Raises:
-        ValueError: CUDA asked but absent, or a multi-node CUDA launch (Avalanche 0.6's helper
-            places process ``RANK`` on ``cuda:RANK``, which only holds on one node).
+        ValueError: CUDA asked but absent.
     """
     cuda = device.startswith("cuda")
     if cuda and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but CUDA is not available here; accepted: cpu")
-    if cuda and os.environ.get("LOCAL_RANK") != os.environ.get("RANK"):
-        raise ValueError("multi-node CUDA runs are not supported: Avalanche 0.6's DistributedHelper puts process "
-                         f"RANK={os.environ.get('RANK')} on cuda:{os.environ.get('RANK')}; accepted: one node "
-                         "(--nnodes=1) on CUDA, or any number of nodes on cpu")
     if not DistributedHelper.is_distributed:
+        helper = DistributedHelper
+        # instance attributes shadow the helper's methods: init_distributed and wrap_model call these
+        helper.make_device = lambda set_cuda_device=False: local_device(helper, set_cuda_device=set_cuda_device)
+        helper.get_device_id = lambda: int(os.environ.get("LOCAL_RANK", 0)) if helper.use_cuda else -1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            DistributedHelper.init_distributed(random_seed=seed, backend="nccl" if cuda else "gloo", use_cuda=cuda)
+            helper.init_distributed(random_seed=seed, backend="nccl" if cuda else "gloo", use_cuda=cuda)
     return str(DistributedHelper.make_device()) if cuda else "cpu"
 
 

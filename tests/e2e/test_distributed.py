@@ -201,3 +201,49 @@ def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmni
     b = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert b["acc_matrix"] == a["acc_matrix"]
     assert b["frozen_blocks_per_process"] == a["frozen_blocks_per_process"]
+
+
+def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):
+    """Multi-node: process RANK=3 with LOCAL_RANK=1 is on cuda:1 (Avalanche's helper would take cuda:3)."""
+    from types import SimpleNamespace
+
+    from avalanche_freeze.distributed import local_device
+
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert local_device(SimpleNamespace(use_cuda=True)) == torch.device("cuda:1")
+    assert local_device(SimpleNamespace(use_cuda=False)) == torch.device("cpu")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_two_node_launch_equals_a_one_node_two_process_run(tmp_path, fmnist_available):
+    """Two `torchrun --nnodes=2` launches on this machine (one process each, gloo) give the results of one
+    `torchrun --nproc_per_node=2` launch."""
+    common = ("--strategy", "lump", "--set", "data.n_experiences=2")
+    single = _torchrun(tmp_path / "single", *common)
+    out, _ = single.communicate(timeout=600)
+    assert single.returncode == 0, out
+    port = _free_port()
+    nodes = []
+    for node in (0, 1):
+        args = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
+                "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}",
+                "-m", "avalanche_freeze", "run", "--quiet", "--output", str(tmp_path / "nodes")]
+        for item in TINY_SET:
+            args += ["--set", item]
+        args += common  # after the tiny settings, as _torchrun puts them
+        nodes.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True))
+    outputs = [p.communicate(timeout=600)[0] for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], outputs
+    single_r = json.loads((tmp_path / "single" / "results.json").read_text())
+    nodes_r = json.loads((tmp_path / "nodes" / "results.json").read_text())
+    assert nodes_r["processes"] == single_r["processes"] == 2
+    assert nodes_r["acc_matrix"] == single_r["acc_matrix"]

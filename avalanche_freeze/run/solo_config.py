@@ -150,8 +150,6 @@ def from_solo(raw: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
 def translate(raw: Dict[str, Any], source: str) -> Dict[str, Any]:
     """:func:`from_solo` for a configuration file: errors name the file; the keys not read are said
     once on stderr."""
-    import sys
-
     try:
         config, not_read = from_solo(raw)
     except ConfigError as exc:

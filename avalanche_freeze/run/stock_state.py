@@ -3,7 +3,7 @@
 Avalanche's ``ReplayPlugin`` and ``DER`` keep their buffers as ``AvalancheDataset`` objects,
 ``EWCPlugin`` its importances as ``ParamData`` objects and ``LwFPlugin`` the previous model as a
 module. None of them has a ``state_dict``. A checkpoint that pickled them whole could only be
-read with ``torch.load(weights_only=False)``, which runs whatever code a crafted file holds.
+read by unpickling arbitrary objects, which runs whatever code a crafted file holds.
 These functions turn each into tensors, numbers, strings, lists and dicts, and put that state
 back into the freshly built objects of a resumed run, so that it continues exactly as an
 uninterrupted run would:

@@ -236,8 +236,10 @@ def _run(args, cfg: ExperimentConfig, *, device: Optional[str] = None, main: boo
                      "--resume (instead of --overwrite)")
         else:
             saved = "no task was completed, so nothing is saved; run the command again to start over"
-        during = f"during task {run.next_task}" if run is not None and run.next_task < run.results.data["n_tasks"] \
-            else "after the last task"
+        if run is None:
+            during = "while setting up"
+        else:
+            during = f"during task {run.next_task}" if run.next_task < run.results.data["n_tasks"] else "after the last task"
         print(f"\n{PROG}: interrupted by {exc} {during}: {saved}", file=sys.stderr)
         return 128 + exc.signum
     except ConfigError as exc:

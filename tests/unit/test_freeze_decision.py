@@ -120,8 +120,9 @@ def test_replaying_a_run_reproduces_every_recorded_decision(tmp_path, fmnist_ava
     run = tmp_path / "grid" / "rule"
     args = ["run", "--quiet", "--strategy", "lump_freeze", "--output", str(run)]
     # one check per iteration from task 2 on, with tau, the gate and the cap all binding at some check
-    for item in TINY_SET + ["freeze.tau=0.9", "freeze.stability=0.995", "freeze.decide_every=1",
-                            "freeze.max_frozen_share=0.7"]:
+    # (the 0.2.0 rule's gradient scores: at these tiny settings they let tau, the gate and the cap each bind)
+    for item in TINY_SET + ["freeze.measure=gradient", "freeze.score=raw", "freeze.tau=0.9", "freeze.stability=0.995",
+                            "freeze.decide_every=1", "freeze.max_frozen_share=0.7"]:
         args += ["--set", item]
     assert cli_main(args) == 0
     history = json.loads((run / "results.json").read_text())["freeze_history"]

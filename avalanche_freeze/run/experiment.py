@@ -56,7 +56,8 @@ from ..health import TrainingHealthPlugin
 from .output_lock import OutputLock
 from ..freezing.config import FreezeConfig
 from ..probes import make_probe
-from .recipes import available_strategies, build_plugins, check_config, strategy_kind, unused_keys, unused_sections
+from .recipes import (available_strategies, build_plugins, check_config, strategy_components, strategy_kind,
+                      unused_keys, unused_sections)
 from ..analysis.results import RunResults, format_results_table
 from ..seeding import rng_state, seed_everything, set_rng_state
 from ..strategy import SelfSupervisedStrategy
@@ -107,9 +108,10 @@ def same_results(a: Dict[str, Any], b: Dict[str, Any]) -> bool:
     return not config_differences(a, b)
 
 
-def _check_memory(cfg: ExperimentConfig, in_channels: int) -> None:
-    """Refuse a model (backbone and SSL heads) whose training state cannot fit in the device's free
-    memory; both are built on the meta device (no memory), so the check itself allocates nothing."""
+def _check_memory(cfg: ExperimentConfig, in_channels: int, image_size: int) -> None:
+    """Refuse a model (backbone and SSL heads, momentum copies included) and LUMP buffer whose
+    training state cannot fit in the device's free memory; the model is built on the meta device
+    (no memory), so the check itself allocates nothing."""
     with torch.device("meta"):
         backbone = CifarResNet18(width=cfg.model.width, in_channels=in_channels)
         n_backbone = sum(p.numel() for p in backbone.parameters())
@@ -120,6 +122,8 @@ def _check_memory(cfg: ExperimentConfig, in_channels: int) -> None:
             n_heads = 0
     n_params = n_backbone + n_heads
     needed = 4 * 4 * n_params  # fp32 weights, gradients, momentum and a copy (BYOL's target, CaSSLe's teacher)
+    if "lump" in strategy_components(cfg.strategy):  # raw images and their views, float32
+        needed += 2 * 4 * cfg.lump.mem_size * in_channels * image_size ** 2
     if cfg.device.startswith("cuda"):
         free, _ = torch.cuda.mem_get_info(torch.device(cfg.device))
     else:
@@ -211,7 +215,7 @@ class ExperimentRun:
             raise not_accepted("train.batch_size", cfg.train.batch_size,
                                f"at most {smallest} (the training images of the smallest task; a larger batch "
                                "would silently be one smaller batch per epoch)")
-        _check_memory(cfg, bench.in_channels)
+        _check_memory(cfg, bench.in_channels, bench.augmentation.image_size)
         kind = strategy_kind(cfg.strategy)
         if world_size() > 1 and kind == "supervised":
             raise ValueError(f"strategy={cfg.strategy} (Avalanche's supervised strategy) does not run under torchrun; "

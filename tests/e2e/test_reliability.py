@@ -377,3 +377,21 @@ def test_wandb_unreachable_falls_back_to_offline(tmp_path, monkeypatch, capsys):
     assert "W&B could not be reached" in capsys.readouterr().err
     assert os.environ["WANDB_MODE"] == "offline"
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_the_memory_check_counts_the_ssl_heads_and_lump_s_buffer(monkeypatch):
+    """Free memory set between what the model needs and what model + LUMP buffer need: finetune passes,
+    LUMP with a large buffer is refused (and a large projector counts as much as a large backbone)."""
+    import psutil
+
+    from avalanche_freeze.run.config import ExperimentConfig
+    from avalanche_freeze.run.experiment import _check_memory
+
+    cfg = lambda *o: ExperimentConfig.from_sources(overrides=["model.width=0.125", *o])  # noqa: E731
+    model_bytes = 4 * 4 * 2_000_000  # above the width-0.125 model with SimSiam's default heads (about 1M parameters)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: type("Memory", (), {"available": model_bytes})())
+    _check_memory(cfg("strategy=finetune"), 1, 28)  # fits
+    with pytest.raises(ValueError, match="more than the"):
+        _check_memory(cfg("strategy=lump", "lump.mem_size=100000"), 1, 28)  # 100k buffered images do not
+    with pytest.raises(ValueError, match=r"SSL heads [1-9]"):
+        _check_memory(cfg("strategy=finetune", "ssl.proj_dim=4096"), 1, 28)

@@ -59,6 +59,7 @@ from ..probes import make_probe
 from .recipes import (available_strategies, build_plugins, check_config, strategy_components, strategy_kind,
                       unused_keys, unused_sections)
 from ..analysis.results import RunResults, format_results_table
+from ..analysis.summary import read_results
 from ..seeding import rng_state, seed_everything, set_rng_state
 from ..strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
@@ -430,14 +431,9 @@ def _saved_config(output_dir: Path) -> Optional[Dict[str, Any]]:
     done = output_dir / "results.json"
     if done.exists():
         try:
-            config = json.loads(done.read_text(encoding="utf-8"))["config"]
-            if not isinstance(config, dict):
-                raise TypeError(f"its config is {type(config).__name__}, not a mapping")
-        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
-            what = "a directory" if done.is_dir() else f"{type(exc).__name__}: {exc}"
-            raise CheckpointError(f"{done} is not a run's results ({what}); remove it or choose another "
-                                  "output folder") from None
-        return config
+            return read_results(done)["config"]  # the one reader of results files (report uses it too)
+        except ValueError as exc:
+            raise CheckpointError(f"{exc}; remove it or choose another output folder") from None
     if (output_dir / CHECKPOINT_NAME).is_file():
         return load_checkpoint(output_dir, required=("config",))["config"]
     return None

@@ -11,6 +11,13 @@ transforms work on one PIL image at a time inside dataloader workers, which
 cannot serve LUMP's buffer (augmented in batches on the device), so the same
 recipe is expressed here with kornia's batched modules.
 
+``backend="batched"`` draws the same distributions with
+:class:`~avalanche_freeze.batched_views.BatchedViews`: a few whole-batch ops with no per-image
+loop and no host read, the choice on a GPU, where kornia's per-image crops and host reads make
+the training loop wait on the host. ``kornia`` stays the default because every result the
+project reports was measured with it; the two backends draw different random numbers, so a
+run's views (and its numbers) change with the backend.
+
 Example:
     >>> import torch
     >>> aug = TwoViewAugmentation(image_size=28, channels=1, mean=(0.286,), std=(0.353,))
@@ -28,9 +35,13 @@ import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
 
-from .validation import check_number
+from .batched_views import BatchedViews
+from .validation import check_choice, check_number
 
-__all__ = ["AugmentConfig", "TwoViewAugmentation"]
+__all__ = ["AUGMENT_BACKENDS", "AugmentConfig", "TwoViewAugmentation"]
+
+#: Implementations of the augmentations: ``kornia`` (default) and ``batched`` (see the module docs).
+AUGMENT_BACKENDS = ("kornia", "batched")
 
 
 @dataclass
@@ -45,6 +56,8 @@ class AugmentConfig:
         grayscale_p: probability of grayscale conversion, RGB only (0.2).
         blur_p: probability of Gaussian blur (``None``: the reference's rule, 0.5 for images
             larger than 32 px, i.e. Tiny-ImageNet, and 0 otherwise).
+        backend: ``kornia`` (kornia's modules, the default) or ``batched`` (whole-batch ops
+            without host reads, for GPUs; see the module docs).
     """
 
     min_scale: float = 0.2
@@ -55,8 +68,10 @@ class AugmentConfig:
     color_jitter_p: float = 0.8
     grayscale_p: float = 0.2
     blur_p: Optional[float] = None
+    backend: str = "kornia"
 
     def __post_init__(self) -> None:
+        check_choice("backend", self.backend, AUGMENT_BACKENDS)
         check_number("min_scale", self.min_scale, above=0, at_most=1)
         for key in ("brightness", "contrast", "saturation"):
             check_number(key, getattr(self, key), at_least=0)
@@ -76,6 +91,7 @@ class TwoViewAugmentation(nn.Module):
         std: per-channel normalisation standard deviation.
         min_scale, brightness, contrast, saturation, hue, color_jitter_p, grayscale_p, blur_p: the strong
             views' options (see :class:`AugmentConfig`).
+        backend: ``kornia`` or ``batched`` (see the module docs).
 
     ``forward(x)`` returns two strongly augmented, normalised views;
     :meth:`light` is LUMP's buffer transform (its reference's unsupervised-mode
@@ -98,10 +114,11 @@ class TwoViewAugmentation(nn.Module):
         color_jitter_p: float = AugmentConfig.color_jitter_p,
         grayscale_p: float = AugmentConfig.grayscale_p,
         blur_p: Optional[float] = AugmentConfig.blur_p,
+        backend: str = AugmentConfig.backend,
     ) -> None:
         super().__init__()
         AugmentConfig(min_scale=min_scale, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue,
-                      color_jitter_p=color_jitter_p, grayscale_p=grayscale_p, blur_p=blur_p)
+                      color_jitter_p=color_jitter_p, grayscale_p=grayscale_p, blur_p=blur_p, backend=backend)
         if channels not in (1, 3):
             raise ValueError(f"channels={channels} is not accepted; accepted: 1, 3")
         if len(mean) != channels or len(std) != channels:
@@ -129,6 +146,11 @@ class TwoViewAugmentation(nn.Module):
             *colour,
             *blur,
         )
+        self.backend = backend
+        self.batched = BatchedViews(
+            image_size=image_size, channels=channels, min_scale=min_scale, brightness=brightness, contrast=contrast,
+            saturation=saturation, hue=hue, color_jitter_p=color_jitter_p, grayscale_p=grayscale_p, blur_p=blur_p,
+        )
         self.weak = nn.Sequential(
             K.RandomResizedCrop((image_size, image_size), scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
                                 resample="BICUBIC"),
@@ -150,9 +172,14 @@ class TwoViewAugmentation(nn.Module):
     def light(self, x: Tensor) -> Tensor:
         """LUMP's buffer transform: random resized crop (scale 0.08-1, bicubic), flip, normalise."""
         self._check(x)
+        if self.backend == "batched":
+            return self.normalize(self.batched.light(x))
         return self.normalize(self.weak(x).clamp(0, 1))  # bicubic overshoots; PIL's clamps to the pixel range
 
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:  # type: ignore[override]
         self._check(x)
+        if self.backend == "batched":  # both views in one pass over the doubled batch
+            first, second = self.normalize(self.batched.strong(torch.cat([x, x]))).chunk(2)
+            return first, second
         return self.normalize(self.strong(x)), self.normalize(self.strong(x))

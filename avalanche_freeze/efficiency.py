@@ -2,11 +2,13 @@
 
 :class:`EfficiencyMetrics` measures, for every training experience:
 
-* ``TrainTime_Exp`` wall time of training (seconds, CUDA-synchronised), with the counting
-  kept out: each counted iteration's forward/backward/update window is replaced by the
-  median window of the uncounted iterations of the experience (with ``count_every = 1``
-  every iteration is counted, nothing is left to compare with, and the time includes the
-  counting: use ``count_every > 1`` when time matters);
+* ``TrainTime_Exp`` wall time of training (seconds, CUDA-synchronised at the experience's
+  start and end only), with the counting kept out: each counted iteration's
+  forward/backward/update window is replaced by the median window of the uncounted
+  iterations of the experience (with ``count_every = 1`` every iteration is counted, nothing
+  is left to compare with, and the time includes the counting: use ``count_every > 1`` when
+  time matters). On CUDA the windows are timed with CUDA events read at the end of the
+  experience, so timing never makes the host wait inside the training loop;
 * ``CountedTime_Exp``: the wall time of the counted iterations' windows that was replaced;
 * ``Throughput_Exp`` training images per second;
 * ``FwdFLOPs_Exp`` / ``BwdFLOPs_Exp``: forward / backward FLOPs over the experience, counted
@@ -36,7 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from avalanche.evaluation import PluginMetric
@@ -128,10 +130,9 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         self._iters = 0
         self._images = 0
         self._start = 0.0
-        self._window_start = 0.0
+        self._window_start: Any = None
+        self._windows: List[Tuple[Any, Any, bool]] = []  # (start, end, counted): host times or CUDA events
         self._counted_time = 0.0
-        self._uncounted: List[float] = []
-        self._counted_windows = 0
         self._counter: Optional[FlopCounterMode] = None
         self._meter: Optional[SavedTensorMeter] = None
 
@@ -159,9 +160,17 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else None
         return trainable, shape, getattr(strategy, "precision", None)
 
+    @staticmethod
+    def _now(strategy) -> Any:
+        """A point in time: the host clock on CPU, a recorded CUDA event on CUDA (no wait)."""
+        if torch.device(strategy.device).type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
     def before_forward(self, strategy):
-        self._sync(strategy)
-        self._window_start = time.perf_counter()
+        self._window_start = self._now(strategy)
         state = self.cost_state(strategy)
         self._count_now = self._iters % self.count_every == 0 or state != self._state
         self._state = state
@@ -188,13 +197,7 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
             self._counter = None
 
     def after_update(self, strategy):
-        self._sync(strategy)
-        window = time.perf_counter() - self._window_start
-        if self._count_now:
-            self._counted_time += window
-            self._counted_windows += 1
-        else:
-            self._uncounted.append(window)
+        self._windows.append((self._window_start, self._now(strategy), self._count_now))
 
     def after_training_iteration(self, strategy):
         self._iters += 1
@@ -204,9 +207,14 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
     def after_training_exp(self, strategy):
         self._sync(strategy)
         elapsed = time.perf_counter() - self._start
-        if self._uncounted:  # counted windows replaced by a typical uncounted one
-            typical = sorted(self._uncounted)[len(self._uncounted) // 2]
-            elapsed += self._counted_windows * typical - self._counted_time
+        seconds = [(end - start if isinstance(start, float) else start.elapsed_time(end) / 1000, counted)
+                   for start, end, counted in self._windows]
+        counted_windows = [w for w, counted in seconds if counted]
+        uncounted = sorted(w for w, counted in seconds if not counted)
+        self._counted_time = sum(counted_windows)
+        if uncounted:  # counted windows replaced by a typical uncounted one
+            typical = uncounted[len(uncounted) // 2]
+            elapsed += len(counted_windows) * typical - self._counted_time
         fwd, bwd, saved = self._totals
         per_iter = lambda total: total / self._iters if self._iters else 0.0  # noqa: E731
         values = {

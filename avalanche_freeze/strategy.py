@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence, Union
 
 import torch
-from avalanche.evaluation.metrics import loss_metrics, timing_metrics
+from avalanche.evaluation.metrics import timing_metrics
 from avalanche.logging import InteractiveLogger
 from avalanche.training.plugins import EvaluationPlugin, LRSchedulerPlugin
 from avalanche.training.templates import SupervisedTemplate
@@ -38,6 +38,7 @@ from avalanche.training.templates.problem_type import SupervisedProblem
 from torch import Tensor, nn
 
 from .augmentations import TwoViewAugmentation
+from .device_loss import device_loss_metrics
 from .distributed import check_distributed_plugins, wrap_for_training
 from .evaluation import PROTOCOLS, ProbeEvaluator
 from .probes import KNNProbe, Probe
@@ -123,7 +124,7 @@ class SelfSupervisedModel(nn.Module):
 def default_ssl_evaluator() -> EvaluationPlugin:
     """Training loss and time per epoch/experience, printed by Avalanche's InteractiveLogger."""
     return EvaluationPlugin(
-        loss_metrics(epoch=True, experience=True),
+        device_loss_metrics(epoch=True, experience=True),
         timing_metrics(epoch=True),
         loggers=[InteractiveLogger()],
     )

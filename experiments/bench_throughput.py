@@ -11,7 +11,9 @@ rest being LUMP's mixup, forward, backward and step) for every combination of
   iteration) and ``lump_freeze`` (LUMP with the first ``--frozen-units`` units frozen from the
   start: a fixed prefix, so the figure does not depend on the freezing decision),
 * precision: ``32``, ``bf16`` (and ``16``),
-* processes: 1 and N (``torchrun``, gloo on CPU, NCCL on CUDA).
+* processes: 1 and N (``torchrun``, gloo on CPU, NCCL on CUDA),
+* augmentation backend: ``kornia`` (default) and ``batched`` (``--augment-backends``;
+  see :mod:`avalanche_freeze.augmentations`).
 
 Every measurement runs in a fresh process (so peak memory is its own), the first
 ``--warmup`` iterations are not timed, the arms' order alternates from repeat to repeat,
@@ -23,15 +25,17 @@ memory during training on CPU. ``--synthetic`` feeds uniformly random CIFAR-shap
 
 Prints a table and one summary line:
 
-    lump_over_finetune_time=A lump_over_lump_freeze_time=B bf16_speedup=C
+    lump_over_finetune_time=A lump_over_lump_freeze_time=B bf16_speedup=C batched_speedup=D
 
-(the time ratios at the first precision and 1 process; ``bf16_speedup``: images/s at bf16
-over 32 for LUMP, when both ran).
+(the time ratios at the first precision, first backend and 1 process; ``bf16_speedup``:
+images/s at bf16 over 32 for LUMP, when both ran; ``batched_speedup``: LUMP's images/s with
+the batched augmentation over kornia's, when both ran).
 
 Usage:
     python experiments/bench_throughput.py --synthetic [--device cuda] [--precision 32 bf16]
         [--procs 1 2] [--arms finetune lump lump_freeze] [--batch-size 256] [--iters 5]
         [--warmup 2] [--repeats 3] [--frozen-units 5] [--width 1.0] [--channels-last]
+        [--augment-backends kornia batched]
 """
 
 from __future__ import annotations
@@ -70,14 +74,17 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     if launched_by_torchrun():
         device = init_distributed(seed=0, device=device)
     torch.manual_seed(0)
+    augment = {"backend": opts.get("augment", "kornia")}
     n_images = (opts["warmup"] + opts["iters"] + (2 if opts.get("proxies") else 0)) * opts["batch_size"]
     if opts["synthetic"]:
         images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8)
         data = ImageTensorDataset(images, [i % 2 for i in range(n_images)])
         bench = benchmark_from_datasets(data, data, name="synthetic-cifar", n_experiences=1, class_order=[0, 1],
-                                        image_size=32, channels=3, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
+                                        image_size=32, channels=3, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26),
+                                        augmentation_options=augment)
     else:
-        bench = make_benchmark("cifar10", data_root=opts["data_root"], n_experiences=1, max_train_per_task=n_images)
+        bench = make_benchmark("cifar10", data_root=opts["data_root"], n_experiences=1, max_train_per_task=n_images,
+                               augmentation_options=augment)
     if len(bench.benchmark.train_stream[0].dataset) < n_images:
         raise SystemExit(f"the data holds fewer than the {n_images} training images needed")
 
@@ -155,7 +162,8 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
     if opts.get("proxies"):
         shutdown()
-        print(RESULT_TAG + json.dumps({"arm": opts["arm"], "batch_size": opts["batch_size"], **stamps.values}),
+        print(RESULT_TAG + json.dumps({"arm": opts["arm"], "augment": augment["backend"],
+                                       "batch_size": opts["batch_size"], **stamps.values}),
               flush=True)
         return stamps.values
     t, loaded = stamps.times, stamps.loaded
@@ -164,7 +172,8 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
     load_aug = [loaded[i] - t[i - 1] for i in range(opts["warmup"], len(t))]
     timed = t[-1] - t[opts["warmup"] - 1] if opts["warmup"] > 0 else None
     n_timed = len(t) - opts["warmup"]
-    result = {**{k: opts[k] for k in ("arm", "precision", "batch_size")}, "procs": world_size(),
+    result = {**{k: opts[k] for k in ("arm", "precision", "batch_size")}, "augment": augment["backend"],
+              "procs": world_size(),
               "images_per_s": n_timed * opts["batch_size"] / timed if timed else None,
               "seconds_per_iter": timed / n_timed if timed else None, "peak_bytes": peak,
               "load_augment_share": sum(load_aug) / timed if timed else None,
@@ -187,29 +196,32 @@ def _proxies(args) -> int:
             "width": width, "frozen_units": args.frozen_units, "num_workers": args.num_workers,
             "channels_last": args.channels_last, "precision": args.precision[0], "proxies": True}
     half = max(2, args.batch_size // 2)
+    cells = list(product(args.augment_backends, args.arms))
     measured: Dict[tuple, List[Dict[str, Any]]] = {}
     for repeat in range(args.repeats):
-        arms = args.arms if repeat % 2 == 0 else list(reversed(args.arms))
-        for arm in arms:
+        for backend, arm in (cells if repeat % 2 == 0 else list(reversed(cells))):
             for batch in (args.batch_size, half):
-                measured.setdefault((arm, batch), []).append(_launch({**base, "arm": arm, "batch_size": batch}, 1))
-    median = lambda arm, batch, key: statistics.median(r[key] for r in measured[(arm, batch)])  # noqa: E731
+                opts = {**base, "arm": arm, "augment": backend, "batch_size": batch}
+                measured.setdefault((backend, arm, batch), []).append(_launch(opts, 1))
+    median = lambda cell, batch, key: statistics.median(r[key] for r in measured[(*cell, batch)])  # noqa: E731
     rows, parts = [], []
-    for arm in args.arms:
-        values = {"device_ops_per_iter": median(arm, args.batch_size, "device_ops"),
-                  "host_syncs_per_iter": median(arm, args.batch_size, "host_syncs"),
+    for cell in cells:
+        values = {"device_ops_per_iter": median(cell, args.batch_size, "device_ops"),
+                  "host_syncs_per_iter": median(cell, args.batch_size, "host_syncs"),
                   "per_sample_python_calls_per_iter": per_sample_calls(
-                      {b: median(arm, b, "python_calls") for b in (half, args.batch_size)}, batch=args.batch_size),
-                  "host_ms_per_iter": median(arm, args.batch_size, "host_ms")}
-        rows.append([arm, *(f"{v:.0f}" if k != "host_ms_per_iter" else f"{v:.1f}" for k, v in values.items())])
-        parts += [f"{arm}.{k}={v:.1f}" for k, v in values.items()]
+                      {b: median(cell, b, "python_calls") for b in (half, args.batch_size)}, batch=args.batch_size),
+                  "host_ms_per_iter": median(cell, args.batch_size, "host_ms")}
+        rows.append([*cell, *(f"{v:.0f}" if k != "host_ms_per_iter" else f"{v:.1f}" for k, v in values.items())])
+        # the first backend's keys are the arm's name alone (as before the backends were added)
+        name = cell[1] if cell[0] == args.augment_backends[0] else f"{cell[1]}@{cell[0]}"
+        parts += [f"{name}.{k}={v:.1f}" for k, v in values.items()]
     print(f"host-side proxies: ResNet-18 width {width}, SimSiam, batch {args.batch_size} (per-sample calls from "
           f"batches {half} and {args.batch_size}), precision {args.precision[0]}, {args.device}; median of "
           f"{args.repeats}")
-    print(format_table(["arm", "device ops/iter", "host syncs/iter", "per-sample Python calls/iter", "host ms/iter"],
-                       rows))
+    print(format_table(["augment", "arm", "device ops/iter", "host syncs/iter", "per-sample Python calls/iter",
+                        "host ms/iter"], rows))
     if args.json:
-        args.json.write_text(json.dumps({"args": base, "raw": {f"{a}/{b}": rs for (a, b), rs in measured.items()}},
+        args.json.write_text(json.dumps({"args": base, "raw": {"/".join(map(str, k)): rs for k, rs in measured.items()}},
                                         indent=2))
     print(" ".join(parts))
     return 0
@@ -228,14 +240,15 @@ def _launch(opts: Dict[str, Any], procs: int) -> Dict[str, Any]:
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [line for line in out.stdout.splitlines() if line.startswith(RESULT_TAG)]
     if out.returncode != 0 or not lines:
-        raise RuntimeError(f"measurement {opts['arm']}/{opts['precision']}/{procs} proc(s) failed:\n{out.stderr[-3000:]}")
+        cell = f"{opts['arm']}/{opts.get('augment')}/{opts['precision']}/{procs} proc(s)"
+        raise RuntimeError(f"measurement {cell} failed:\n{out.stderr[-3000:]}")
     return json.loads(lines[-1][len(RESULT_TAG):])
 
 
-def _summary(rows: List[Dict[str, Any]], precisions: List[str]) -> str:
-    def ips(arm, precision, procs=1):
-        return next((r["images_per_s"] for r in rows if (r["arm"], r["precision"], r["procs"]) == (arm, precision, procs)),
-                    None)
+def _summary(rows: List[Dict[str, Any]], precisions: List[str], backends: List[str]) -> str:
+    def ips(arm, precision, procs=1, augment=backends[0]):
+        return next((r["images_per_s"] for r in rows
+                     if (r["arm"], r["precision"], r["procs"], r["augment"]) == (arm, precision, procs, augment)), None)
 
     def ratio(a, b):
         return f"{a / b:.3f}" if a and b else "nan"
@@ -243,7 +256,8 @@ def _summary(rows: List[Dict[str, Any]], precisions: List[str]) -> str:
     p0 = precisions[0]
     parts = [f"lump_over_finetune_time={ratio(ips('finetune', p0), ips('lump', p0))}",
              f"lump_over_lump_freeze_time={ratio(ips('lump_freeze', p0), ips('lump', p0))}",
-             f"bf16_speedup={ratio(ips('lump', 'bf16'), ips('lump', '32'))}"]
+             f"bf16_speedup={ratio(ips('lump', 'bf16'), ips('lump', '32'))}",
+             f"batched_speedup={ratio(ips('lump', p0, augment='batched'), ips('lump', p0, augment='kornia'))}"]
     return " ".join(parts)
 
 
@@ -264,6 +278,8 @@ def main(argv=None) -> int:
     p.add_argument("--width", type=float, default=1.0, help="ResNet-18 width (1.0: full)")
     p.add_argument("--num-workers", type=int, default=0, help="dataloader workers")
     p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--augment-backends", nargs="+", default=["kornia"], choices=["kornia", "batched"],
+                   help="augmentation backends to measure (kornia)")
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--proxies", action="store_true",
                    help="instead of throughput: the host-side proxies per arm (device ops, host syncs, per-sample "
@@ -283,35 +299,35 @@ def main(argv=None) -> int:
     base = {"device": args.device, "synthetic": args.synthetic, "data_root": str(args.data_root or ""),
             "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup, "width": args.width,
             "frozen_units": args.frozen_units, "num_workers": args.num_workers, "channels_last": args.channels_last}
-    cells = list(product(args.procs, args.precision, args.arms))
+    cells = list(product(args.procs, args.precision, args.augment_backends, args.arms))
     measured: Dict[tuple, List[Dict[str, Any]]] = {c: [] for c in cells}
     for repeat in range(args.repeats):
         order = cells if repeat % 2 == 0 else list(reversed(cells))
-        for procs, precision, arm in order:
-            r = _launch({**base, "arm": arm, "precision": precision}, procs)
-            measured[(procs, precision, arm)].append(r)
-            print(f"[{repeat + 1}/{args.repeats}] {arm:11s} precision={precision:4s} procs={procs}: "
+        for procs, precision, backend, arm in order:
+            r = _launch({**base, "arm": arm, "precision": precision, "augment": backend}, procs)
+            measured[(procs, precision, backend, arm)].append(r)
+            print(f"[{repeat + 1}/{args.repeats}] {arm:11s} augment={backend:7s} precision={precision:4s} procs={procs}: "
                   f"{r['images_per_s']:.1f} images/s, peak {r['peak_bytes'] / 2**20:.0f} MiB", file=sys.stderr)
     rows = []
-    for (procs, precision, arm), rs in measured.items():
-        rows.append({"arm": arm, "precision": precision, "procs": procs, "device": rs[0]["device"],
+    for (procs, precision, backend, arm), rs in measured.items():
+        rows.append({"arm": arm, "augment": backend, "precision": precision, "procs": procs, "device": rs[0]["device"],
                      "images_per_s": statistics.median(r["images_per_s"] for r in rs),
                      "seconds_per_iter": statistics.median(r["seconds_per_iter"] for r in rs),
                      "load_augment_share": statistics.median(r["load_augment_share"] for r in rs),
                      "peak_mib": statistics.median(r["peak_bytes"] for r in rs) / 2**20,
                      "frozen_share": rs[0]["frozen_share"]})
-    header = ["arm", "precision", "procs", "images/s", "s/iter", "load+augment share", "peak MiB", "frozen fwd share",
+    header = ["arm", "augment", "precision", "procs", "images/s", "s/iter", "load+augment share", "peak MiB", "frozen fwd share",
               "device"]
     print(f"ResNet-18 width {args.width}, SimSiam, global batch {args.batch_size}, 32x32, "
           f"{'synthetic' if args.synthetic else 'CIFAR-10'} images; median of {args.repeats} "
           f"({args.iters} timed iterations after {args.warmup})")
-    print(format_table(header, [[r["arm"], r["precision"], r["procs"], r["images_per_s"], f"{r['seconds_per_iter']:.3f}",
+    print(format_table(header, [[r["arm"], r["augment"], r["precision"], r["procs"], r["images_per_s"], f"{r['seconds_per_iter']:.3f}",
                                  f"{r['load_augment_share']:.2f}", r["peak_mib"], f"{r['frozen_share']:.2f}", r["device"]]
                                 for r in rows]))
     if args.json:
         args.json.write_text(json.dumps({"args": base, "rows": rows, "raw": [r for rs in measured.values() for r in rs]},
                                         indent=2))
-    print(_summary(rows, args.precision))
+    print(_summary(rows, args.precision, args.augment_backends))
     return 0
 
 

@@ -98,13 +98,15 @@ class GradientProjection(CorrelationMeasure):
         scaler skips) adds nothing."""
         per_unit = {i: [c.weight.grad for c in unit_convs(backbone.units[i])] for i in open_units}
         per_unit = {i: grads for i, grads in per_unit.items() if all(g is not None for g in grads)}
-        if per_unit and not bool(torch.isfinite(torch.stack([g.sum() for grads in per_unit.values()
-                                                             for g in grads])).all()):
+        if not per_unit:
             return
+        # decided on the device (no host read): a non-finite iteration adds zeros
+        finite = torch.isfinite(torch.stack([g.sum() for grads in per_unit.values() for g in grads])).all()
         for i, grads in per_unit.items():
+            grads = [torch.where(finite, g.detach(), torch.zeros_like(g)) for g in grads]
             sums = self.grad_sums.get(i)
             if sums is None:
-                self.grad_sums[i] = [g.detach().clone() for g in grads]
+                self.grad_sums[i] = grads
             else:
                 for acc, g in zip(sums, grads):
                     acc.add_(g)

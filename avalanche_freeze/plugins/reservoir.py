@@ -4,10 +4,49 @@ from __future__ import annotations
 
 from typing import Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ReservoirBuffer"]
+__all__ = ["ReservoirBuffer", "to_device", "uniform_below"]
+
+
+def uniform_below(bounds: np.ndarray, generator: torch.Generator) -> np.ndarray:
+    """One uniform integer in ``[0, bounds[i])`` per bound, from a CPU generator, in one call.
+
+    The result equals drawing ``torch.randint(b, (1,), generator=generator)`` for each bound in
+    turn, and leaves the generator in the same state: those draws are the generator's successive
+    32-bit outputs modulo the bound, and one 64-bit draw over the whole int64 range is two of
+    those outputs (the first in the high half). A test holds this equality, so the buffer keeps
+    the contents the one-by-one algorithm gave while drawing a whole batch at once.
+
+    Args:
+        bounds: int64 array of bounds, each in ``[1, 2**32)``.
+        generator: a CPU generator.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> one_by_one = [int(torch.randint(b, (1,), generator=g)) for b in (5, 6, 7)]
+        >>> uniform_below(np.array([5, 6, 7]), torch.Generator().manual_seed(0)).tolist() == one_by_one
+        True
+    """
+    bounds = np.asarray(bounds, dtype=np.int64)
+    n = len(bounds)
+    pairs = torch.randint(-2**63, 2**63 - 1, (n // 2,), generator=generator, dtype=torch.int64).numpy()
+    raw = pairs.view(np.uint64) ^ np.uint64(1 << 63)  # the draw as an unsigned 64-bit number
+    draws = np.stack([raw >> np.uint64(32), raw & np.uint64(0xFFFFFFFF)], axis=1).reshape(-1).astype(np.int64)
+    out = draws % bounds[: 2 * (n // 2)]
+    if n % 2:  # the odd one out: a single 32-bit draw, as one-by-one
+        last = torch.randint(int(bounds[-1]), (1,), generator=generator).numpy()
+        out = np.concatenate([out, last])
+    return out
+
+
+def to_device(indices: Tensor, device: torch.device) -> Tensor:
+    """A CPU tensor on ``device`` without making the host wait (pinned, non-blocking on CUDA)."""
+    if torch.device(device).type == "cuda":
+        return indices.pin_memory().to(device, non_blocking=True)
+    return indices.to(device)
 
 
 class ReservoirBuffer:
@@ -57,33 +96,29 @@ class ReservoirBuffer:
             self.raw = torch.empty((self.capacity, *raw.shape[1:]), dtype=raw.dtype, device=raw.device)
             self.views = torch.empty((self.capacity, *views.shape[1:]), dtype=views.dtype, device=views.device)
         assert self.views is not None
-        slots, sources = [], []
-        for i in range(len(raw)):
-            self.num_seen += 1
-            if self._size < self.capacity:
-                slots.append(self._size)
-                self._size += 1
-            else:
-                j = int(torch.randint(self.num_seen, (1,), generator=self.generator))
-                if j >= self.capacity:
-                    continue
-                slots.append(j)
-            sources.append(i)
-        if slots:
-            # a later item may overwrite the slot of an earlier one in the same batch:
-            # keep the last writer, as sequential insertion would
-            last = {s: i for s, i in zip(slots, sources)}
-            dst = torch.tensor(list(last.keys()), device=raw.device)
-            src = torch.tensor(list(last.values()), device=raw.device)
-            self.raw[dst] = raw[src].detach()
-            self.views[dst] = views[src].detach()
+        # the bookkeeping runs on host values (numpy), so the device is only touched to copy the items
+        n, start = len(raw), self.num_seen
+        self.num_seen += n
+        filled = max(0, min(n, self.capacity - start))  # while the buffer fills, the k-th item takes slot k - 1
+        slots = np.concatenate([np.arange(start, start + filled),
+                                uniform_below(np.arange(start + filled + 1, start + n + 1), self.generator)])
+        self._size += filled
+        sources = np.flatnonzero(slots < self.capacity)
+        if len(sources):
+            # a later item may overwrite the slot of an earlier one in the same batch: keep the last
+            # writer of each slot, as one-by-one insertion would
+            unique, last_in_reversed = np.unique(slots[sources][::-1], return_index=True)
+            src = sources[::-1][last_in_reversed]
+            index = to_device(torch.from_numpy(np.stack([unique, src])), raw.device)
+            self.raw[index[0]] = raw[index[1]].detach()
+            self.views[index[0]] = views[index[1]].detach()
 
     def sample(self, n: int) -> Tuple[Tensor, Tensor]:
         """``min(n, len(self))`` distinct items, uniformly without replacement."""
         if self._size == 0 or self.raw is None or self.views is None:
             raise RuntimeError("cannot sample from an empty buffer")
         k = min(n, self._size)
-        idx = torch.randperm(self._size, generator=self.generator)[:k].to(self.raw.device)
+        idx = to_device(torch.randperm(self._size, generator=self.generator)[:k], self.raw.device)
         return self.raw[idx], self.views[idx]
 
     def state_dict(self) -> dict:

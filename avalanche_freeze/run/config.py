@@ -15,7 +15,7 @@ section                 keys
 ======================  ===========================================================
 (top level)             ``strategy``, ``seed``, ``device``, ``num_workers``
 ``data``                ``benchmark``, ``root``, ``n_experiences``, ``shuffle_classes``, ``max_train_per_task``, ``max_test_per_task``, ``eval_split``, ``task_transforms``
-``augment``             ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``
+``augment``             ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``, ``backend``
 ``model``               ``width``
 ``ssl``                 ``name``, ``proj_dim``, ``pred_dim``, ``options``
 ``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``
@@ -26,7 +26,7 @@ section                 keys
 ``cassle``, ``pfr``,
 ``ewc``
 ``supervised``          ``lr``, ``mem_size``, ``ewc_lambda``, ``lwf_alpha``, ``lwf_temperature``, ``der_alpha``, ``der_beta``, ``augment`` (Avalanche's supervised strategies)
-``health``              ``on_nan``, ``collapse_std``
+``health``              ``on_nan``, ``collapse_std``, ``check_every``
 ``metrics``             ``flops_every``
 ``wandb``               ``enabled``, ``project``
 ======================  ===========================================================

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
 import torch
-from avalanche.evaluation.metrics import forgetting_metrics, loss_metrics
+from avalanche.evaluation.metrics import forgetting_metrics
 from avalanche.logging import InteractiveLogger, TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 
@@ -50,6 +50,7 @@ from .checkpoint import (
 from .config import ConfigError, ExperimentConfig, flatten
 from ..validation import not_accepted
 from ..distributed import barrier, gather_from_all, is_main_process, per_process_batch, rank, world_size
+from ..device_loss import device_loss_metrics
 from ..efficiency import EfficiencyMetrics
 from ..evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
 from ..health import TrainingHealthPlugin
@@ -237,11 +238,11 @@ class ExperimentRun:
                                                probe_options=probe_options)
         # a supervised strategy trains (its evaluator measures training); the self-supervised
         # strategy below evaluates the backbone with the probes in every case
-        training_metrics = [loss_metrics(epoch=True, experience=True), efficiency]
+        training_metrics = [device_loss_metrics(epoch=True, experience=True), efficiency]
         evaluator = EvaluationPlugin(
             *probe_metrics,
             forgetting_metrics(experience=True, stream=True),
-            *(training_metrics if kind != "supervised" else [loss_metrics(experience=True)]),
+            *(training_metrics if kind != "supervised" else device_loss_metrics(experience=True)),
             loggers=loggers,
         )
         train = cfg.train

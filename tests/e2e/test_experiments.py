@@ -185,12 +185,15 @@ def test_bench_throughput_measures_each_arm_in_its_own_process(tmp_path, capsys)
     out = tmp_path / "throughput.json"
     assert bench.main(["--synthetic", "--width", "0.125", "--batch-size", "8", "--iters", "1", "--warmup", "1",
                        "--repeats", "1", "--precision", "32", "--arms", "lump", "lump_freeze",
-                       "--frozen-units", "3", "--json", str(out)]) == 0
+                       "--frozen-units", "3", "--augment-backends", "kornia", "batched", "--json", str(out)]) == 0
     text = capsys.readouterr().out
     assert "lump_freeze" in text and "load+augment share" in text
     summary = text.strip().splitlines()[-1]
     assert summary.startswith("lump_over_finetune_time=nan lump_over_lump_freeze_time=")
-    rows = {r["arm"]: r for r in json.loads(out.read_text())["rows"]}
+    assert float(summary.split("batched_speedup=")[1]) > 0
+    rows = {(r["arm"], r["augment"]): r for r in json.loads(out.read_text())["rows"]}
+    assert len(rows) == 4
+    rows = {arm: r for (arm, augment), r in rows.items() if augment == "kornia"}
     assert rows["lump_freeze"]["frozen_share"] > 0 and rows["lump"]["frozen_share"] == 0
     assert all(r["images_per_s"] > 0 and r["peak_mib"] >= 0 and 0 <= r["load_augment_share"] <= 1
                for r in rows.values())
@@ -389,7 +392,7 @@ def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys, monk
     # each measurement in this process instead of a fresh one (the same _measure; saves four interpreter starts)
     monkeypatch.setattr(bench, "_launch", lambda opts, procs: bench._measure(opts))
     argv = ["--proxies", "--batch-size", "8", "--iters", "1", "--warmup", "1", "--repeats", "1",
-            "--arms", "finetune", "lump"]
+            "--arms", "finetune", "lump", "--augment-backends", "kornia", "batched"]
     assert bench.main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     values = dict(item.split("=") for item in last.split())
@@ -400,3 +403,7 @@ def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys, monk
         assert float(values[f"{arm}.device_ops_per_iter"]) > 100  # a ResNet forward and backward at least
     # LUMP's mixup adds device ops to the same iteration
     assert float(values["lump.device_ops_per_iter"]) > float(values["finetune.device_ops_per_iter"])
+    # the batched augmentation: fewer device ops, and its host reads are the loop's own (kornia adds its own)
+    for arm in ("finetune", "lump"):
+        assert float(values[f"{arm}@batched.device_ops_per_iter"]) < float(values[f"{arm}.device_ops_per_iter"])
+        assert float(values[f"{arm}@batched.host_syncs_per_iter"]) < float(values[f"{arm}.host_syncs_per_iter"])

@@ -23,6 +23,20 @@ def test_baseline_state_survives_resume(tmp_path, fmnist_available, recipe):
     assert run.run()["acc_matrix"] == full["acc_matrix"]
 
 
+def test_the_batched_augmentation_backend_trains_and_resumes_identically(tmp_path, fmnist_available):
+    overrides = TINY_SET + ["strategy=lump", "data.n_experiences=2", "augment.backend=batched"]
+    cfg = ExperimentConfig.from_sources(overrides=overrides)
+    full = ExperimentRun.build(cfg, tmp_path / "full", verbose=False).run()
+    assert full["config"]["augment"]["backend"] == "batched"
+    ExperimentRun.build(cfg, tmp_path / "resumed", verbose=False).run(stop_after=1)
+    run = ExperimentRun.build(cfg, tmp_path / "resumed", verbose=False)
+    run.restore()
+    assert run.run()["acc_matrix"] == full["acc_matrix"]
+    kornia = ExperimentRun.build(ExperimentConfig.from_sources(overrides=overrides[:-1]), tmp_path / "kornia",
+                                 verbose=False).run()
+    assert kornia["acc_matrix"] != full["acc_matrix"]  # the backend really changed the views
+
+
 def test_same_seed_runs_are_identical(tmp_path, fmnist_available):
     assert run_cli(tmp_path, "--strategy", "lump", name="a") == 0
     assert run_cli(tmp_path, "--strategy", "lump", name="b") == 0

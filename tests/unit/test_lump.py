@@ -3,9 +3,67 @@
 import pytest
 import torch
 
+from avalanche_freeze.host_proxies import OpCounter, PythonCallCounter, per_sample_calls
 from avalanche_freeze.plugins import LUMPPlugin, ReservoirBuffer
+from avalanche_freeze.plugins.reservoir import uniform_below
 
 from ..conftest import make_strategy
+
+
+def _one_by_one(capacity, seed, batches):
+    """Algorithm R one item at a time (``torch.randint`` per item): the reference of the vectorised buffer."""
+    g = torch.Generator().manual_seed(seed)
+    slots, seen = [None] * capacity, 0
+    for batch in batches:
+        for item in batch.tolist():
+            seen += 1
+            if seen <= capacity:
+                slots[seen - 1] = item
+            else:
+                j = int(torch.randint(seen, (1,), generator=g))
+                if j < capacity:
+                    slots[j] = item
+    return slots, g
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64])
+def test_uniform_below_equals_one_randint_per_bound(n):
+    bounds = torch.arange(300, 300 + n) * 3
+    g = torch.Generator().manual_seed(11)
+    expected = [int(torch.randint(int(b), (1,), generator=g)) for b in bounds]
+    mine = torch.Generator().manual_seed(11)
+    assert uniform_below(bounds.numpy(), mine).tolist() == expected
+    assert torch.equal(mine.get_state(), g.get_state())  # the generator moved on exactly as far
+
+
+def test_vectorised_reservoir_keeps_what_one_by_one_insertion_keeps():
+    sizes = [1, 5, 16, 37, 64, 3, 200, 2]
+    batches, start = [], 0
+    for n in sizes * 3:
+        batches.append(torch.arange(start, start + n))
+        start += n
+    buf = ReservoirBuffer(capacity=37, seed=3)
+    for batch in batches:
+        buf.add(batch.float().view(-1, 1), -batch.float().view(-1, 1))
+    expected, g = _one_by_one(37, 3, batches)
+    assert buf.raw[:, 0].long().tolist() == expected and buf.views[:, 0].long().tolist() == [-x for x in expected]
+    assert buf.num_seen == start and len(buf) == 37 and torch.equal(buf.generator.get_state(), g.get_state())
+
+
+def test_reservoir_work_per_batch_does_not_grow_with_the_batch():
+    def counts(batch):
+        buf = ReservoirBuffer(capacity=64, seed=0)
+        buf.add(torch.rand(64, 3), torch.rand(64, 3))  # full: every later item draws
+        x = torch.rand(batch, 3)
+        with OpCounter() as ops, PythonCallCounter() as calls:
+            buf.add(x, x)
+            buf.sample(batch)
+        return ops, calls.count
+
+    (small, calls_small), (large, calls_large) = counts(16), counts(256)
+    assert small.host_syncs == large.host_syncs == 0
+    assert small.device_ops == large.device_ops
+    assert per_sample_calls({16: calls_small, 256: calls_large}, batch=256) == 0
 
 
 def test_reservoir_keeps_a_uniform_sample():

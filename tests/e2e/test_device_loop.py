@@ -14,7 +14,7 @@ from avalanche_freeze.host_proxies import OpCounter
 from avalanche_freeze.run.config import ExperimentConfig
 from avalanche_freeze.run.experiment import ExperimentRun
 
-from ..conftest import TINY_SET
+from ..conftest import TINY_SET, write_fmnist
 
 RECIPES = {
     "finetune": [],
@@ -57,8 +57,10 @@ class _WatchOneIteration(SupervisedPlugin, supports_distributed=True):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("recipe", sorted(RECIPES))
-def test_one_training_iteration_reads_no_device_value(tmp_path, fmnist_available, recipe, device):
-    overrides = TINY_SET + [f"strategy={recipe}", "data.n_experiences=2", "augment.backend=batched",
+def test_one_training_iteration_reads_no_device_value(tmp_path, recipe, device):
+    # random images in Fashion-MNIST's files: runs wherever the test runs (a GPU machine without the data)
+    root = write_fmnist(tmp_path / "data", labels=[c % 10 for c in range(10 * 140)])
+    overrides = TINY_SET + [f"strategy={recipe}", "data.n_experiences=2", "augment.backend=batched", f"data.root={root}",
                             f"device={device}", "metrics.flops_every=1000", *RECIPES[recipe]]
     run = ExperimentRun.build(ExperimentConfig.from_sources(overrides=overrides), tmp_path / recipe, verbose=False)
     watch = _WatchOneIteration(device)

@@ -29,11 +29,14 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """The state of the three global generators (for checkpoints), as tensors and plain values only,
-    so that ``torch.load(..., weights_only=True)`` reads it."""
+    """The state of the global generators (for checkpoints), as tensors and plain values only,
+    so that ``torch.load(..., weights_only=True)`` reads it: torch's CPU generator, NumPy's,
+    Python's and, once CUDA is in use, every CUDA device's (device-side random draws, e.g. the
+    batched augmentation's, resume where they stopped)."""
     name, keys, pos, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
     version, internal, gauss_next = random.getstate()
-    return {"torch": torch.get_rng_state(),
+    cuda = {"cuda": torch.cuda.get_rng_state_all()} if torch.cuda.is_available() and torch.cuda.is_initialized() else {}
+    return {**cuda, "torch": torch.get_rng_state(),
             "numpy": {"name": str(name), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
             "python": [int(version), list(internal), gauss_next]}
@@ -47,3 +50,5 @@ def set_rng_state(state: dict) -> None:
                          numpy["cached_gaussian"]))
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])

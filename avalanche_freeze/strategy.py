@@ -27,7 +27,7 @@ Data flow of one training iteration (attributes plugins may read or replace are 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from avalanche.evaluation.metrics import timing_metrics
@@ -38,8 +38,9 @@ from avalanche.training.templates.problem_type import SupervisedProblem
 from torch import Tensor, nn
 
 from .augmentations import TwoViewAugmentation
+from .device_data import DeviceBatches
 from .device_loss import device_loss_metrics
-from .distributed import check_distributed_plugins, wrap_for_training
+from .distributed import check_distributed_plugins, world_size, wrap_for_training
 from .evaluation import PROTOCOLS, ProbeEvaluator
 from .probes import KNNProbe, Probe
 from .ssl import SSLMethod, SSLOutput, create_ssl_method
@@ -79,6 +80,9 @@ class TrainConfig:
             gradient scaler); the SSL losses are computed in float32 in every case (32).
         channels_last: train with the NHWC memory layout (faster convolutions on recent GPUs; off).
         sync_batchnorm: under ``torchrun`` on CUDA, BatchNorm statistics over the global batch (on).
+        data_on_device: keep each task's training images on the device and draw the mini-batches
+            there (:class:`~avalanche_freeze.device_data.DeviceBatches`: no per-image loading work;
+            another shuffle than the loader's, so other numbers; single process only; off).
     """
 
     epochs: int = 3
@@ -90,6 +94,7 @@ class TrainConfig:
     precision: str = "32"
     channels_last: bool = False
     sync_batchnorm: bool = True
+    data_on_device: bool = False
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)
@@ -276,6 +281,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         channels_last: keep the model and the training views in the NHWC memory layout.
         sync_batchnorm: under ``torchrun`` on CUDA, synchronise BatchNorm statistics across
             processes (default on, as solo-learn does for SSL; PyTorch has no CPU kernel for it).
+        data_on_device: hold each experience's training images on the device and draw the
+            mini-batches there instead of Avalanche's loader (see :class:`TrainConfig`).
 
     Under ``torchrun`` (:mod:`~avalanche_freeze.distributed`) ``train_mb_size`` is the batch of
     one process, the training forward goes through ``DistributedDataParallel`` and evaluation
@@ -324,6 +331,7 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         precision: str = TrainConfig.precision,
         channels_last: bool = TrainConfig.channels_last,
         sync_batchnorm: bool = TrainConfig.sync_batchnorm,
+        data_on_device: bool = TrainConfig.data_on_device,
     ) -> None:
         precision = str(precision)
         check_choice("precision", precision, PRECISIONS)
@@ -371,6 +379,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
             self.model.to(memory_format=torch.channels_last)
         self.grad_scaler = torch.amp.GradScaler(torch.device(self.device).type) if precision == "16" else None
         self.sync_batchnorm = sync_batchnorm
+        self.data_on_device = data_on_device
+        self._device_batches: Optional[Tuple[object, DeviceBatches]] = None  # (dataset, its batches)
         self.training_module = self.model
         self.mb_views = None
         self.ssl_output = None
@@ -424,6 +434,17 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
             persistent_workers = workers > 0
         if drop_last is None:
             drop_last = len(self.adapted_dataset) >= self.train_mb_size
+        if self.data_on_device:
+            if world_size() > 1:
+                raise ValueError("data_on_device holds one process's data; under torchrun use the loader "
+                                 "(train.data_on_device=false)")
+            held = self._device_batches
+            if held is None or held[0] is not self.adapted_dataset:  # a new experience: read it once
+                held = (self.adapted_dataset, DeviceBatches(self.adapted_dataset, batch_size=self.train_mb_size,
+                                                            device=self.device, shuffle=shuffle, drop_last=drop_last))
+                self._device_batches = held
+            self.dataloader = held[1]
+            return
         super().make_train_dataloader(
             num_workers=workers,
             shuffle=shuffle, pin_memory=pin_memory, persistent_workers=persistent_workers,

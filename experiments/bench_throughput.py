@@ -35,7 +35,7 @@ Usage:
     python experiments/bench_throughput.py --synthetic [--device cuda] [--precision 32 bf16]
         [--procs 1 2] [--arms finetune lump lump_freeze] [--batch-size 256] [--iters 5]
         [--warmup 2] [--repeats 3] [--frozen-units 5] [--width 1.0] [--channels-last]
-        [--augment-backends kornia batched]
+        [--augment-backends kornia batched] [--data-on-device]
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         probe=None, train_mb_size=per_process_batch(opts["batch_size"]), train_epochs=1, lr=0.03, lr_schedule="none",
         device=device,
         plugins=plugins, evaluator=None, num_workers=opts["num_workers"], precision=opts["precision"],
-        channels_last=opts["channels_last"])
+        channels_last=opts["channels_last"], data_on_device=opts.get("data_on_device", False))
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -194,7 +194,8 @@ def _proxies(args) -> int:
     width = args.width if args.width != 1.0 else 0.125  # a tiny model: the host's work is what is left
     base = {"device": args.device, "synthetic": True, "data_root": "", "iters": args.iters, "warmup": args.warmup,
             "width": width, "frozen_units": args.frozen_units, "num_workers": args.num_workers,
-            "channels_last": args.channels_last, "precision": args.precision[0], "proxies": True}
+            "channels_last": args.channels_last, "precision": args.precision[0], "proxies": True,
+            "data_on_device": args.data_on_device}
     half = max(2, args.batch_size // 2)
     cells = list(product(args.augment_backends, args.arms))
     measured: Dict[tuple, List[Dict[str, Any]]] = {}
@@ -216,7 +217,8 @@ def _proxies(args) -> int:
         name = cell[1] if cell[0] == args.augment_backends[0] else f"{cell[1]}@{cell[0]}"
         parts += [f"{name}.{k}={v:.1f}" for k, v in values.items()]
     print(f"host-side proxies: ResNet-18 width {width}, SimSiam, batch {args.batch_size} (per-sample calls from "
-          f"batches {half} and {args.batch_size}), precision {args.precision[0]}, {args.device}; median of "
+          f"batches {half} and {args.batch_size}), precision {args.precision[0]}, {args.device}, "
+          f"{'data on the device' if args.data_on_device else 'Avalanche loader'}; median of "
           f"{args.repeats}")
     print(format_table(["augment", "arm", "device ops/iter", "host syncs/iter", "per-sample Python calls/iter",
                         "host ms/iter"], rows))
@@ -280,6 +282,8 @@ def main(argv=None) -> int:
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--augment-backends", nargs="+", default=["kornia"], choices=["kornia", "batched"],
                    help="augmentation backends to measure (kornia)")
+    p.add_argument("--data-on-device", action="store_true",
+                   help="hold the images on the device and draw the batches there (train.data_on_device)")
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--proxies", action="store_true",
                    help="instead of throughput: the host-side proxies per arm (device ops, host syncs, per-sample "
@@ -298,7 +302,8 @@ def main(argv=None) -> int:
         return _proxies(args)
     base = {"device": args.device, "synthetic": args.synthetic, "data_root": str(args.data_root or ""),
             "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup, "width": args.width,
-            "frozen_units": args.frozen_units, "num_workers": args.num_workers, "channels_last": args.channels_last}
+            "frozen_units": args.frozen_units, "num_workers": args.num_workers, "channels_last": args.channels_last,
+            "data_on_device": args.data_on_device}
     cells = list(product(args.procs, args.precision, args.augment_backends, args.arms))
     measured: Dict[tuple, List[Dict[str, Any]]] = {c: [] for c in cells}
     for repeat in range(args.repeats):

@@ -70,7 +70,8 @@ __all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "Experiment
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
-RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_timeout", "eval.mb_size", "num_workers"})
+RESULT_NEUTRAL_KEYS = frozenset({"wandb.enabled", "wandb.project", "wandb.init_timeout", "eval.mb_size", "num_workers",
+                                 "health.check_every"})
 
 #: Keys whose default has changed since they were added: the value a run saved before the key
 #: existed behaved as (any other missing key counts as its current default).
@@ -256,7 +257,7 @@ class ExperimentRun:
             train_mb_size=per_process_batch(train.batch_size), train_epochs=train.epochs,
             eval_mb_size=cfg.eval.mb_size, device=device, plugins=list(plugins.values()), evaluator=evaluator,
             num_workers=cfg.num_workers, precision=train.precision, channels_last=train.channels_last,
-            sync_batchnorm=train.sync_batchnorm,
+            sync_batchnorm=train.sync_batchnorm, data_on_device=train.data_on_device,
         )
         trainer = None
         if world_size() > 1:

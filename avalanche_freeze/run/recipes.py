@@ -42,6 +42,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from ..augmentations import AugmentConfig
 from ..freezing import CorrelationFreezePlugin
 from ..freezing.decision import backbone_layout
 from ..health import TrainingHealthPlugin
@@ -107,23 +108,26 @@ def strategy_components(name: str) -> List[str]:
 
 def unused_sections(name: str) -> List[str]:
     """Configuration sections that cannot change the results of strategy ``name``: the plugin
-    components it does not use, ``supervised`` for self-supervised strategies, ``ssl`` and
-    ``augment`` for supervised ones (they train on labels with the light view)."""
+    components it does not use, ``supervised`` for self-supervised strategies, ``ssl`` for
+    supervised ones (of ``augment`` they read only ``backend``: see :func:`unused_keys`)."""
     unused = set(COMPONENTS) - set(strategy_components(name))
     if strategy_kind(name) == "supervised":
-        unused |= {"ssl", "augment"}
+        unused |= {"ssl"}
     else:
         unused.add("supervised")
     return sorted(unused)
 
 
 def unused_keys(name: str) -> List[str]:
-    """Dotted keys of the sections strategy ``name`` uses that it does not read: the options
-    of the other supervised strategies (``supervised.ewc_lambda`` for ``Replay``, ...)."""
+    """Dotted keys of the sections strategy ``name`` uses that it does not read: for a supervised
+    strategy, the options of the other supervised strategies (``supervised.ewc_lambda`` for
+    ``Replay``, ...) and the strong views' options (``augment.min_scale``, ...: it trains on
+    labels with the light view, which only ``augment.backend`` changes)."""
     if strategy_kind(name) != "supervised":
         return []
     used = {"lr", "augment", *STRATEGY_OPTIONS[name]}
-    return [f"supervised.{f.name}" for f in dataclasses.fields(SupervisedConfig) if f.name not in used]
+    strong = [f"augment.{f.name}" for f in dataclasses.fields(AugmentConfig) if f.name != "backend"]
+    return [f"supervised.{f.name}" for f in dataclasses.fields(SupervisedConfig) if f.name not in used] + strong
 
 
 def register_strategy(name: str, components: Sequence[str]) -> None:
@@ -161,6 +165,9 @@ def check_config(cfg: ExperimentConfig) -> ExperimentConfig:
         raise not_accepted("freeze.warmup_epochs", freeze.warmup_epochs,
                            f"fewer than train.epochs={cfg.train.epochs} (CKA scores after the warm-up epochs; "
                            "with as many, it would never decide)")
+    if cfg.train.data_on_device and strategy_kind(cfg.strategy) == "supervised":
+        raise not_accepted("train.data_on_device", True, f"false with --strategy {cfg.strategy} (Avalanche's "
+                           "supervised strategies read their data with Avalanche's loader)")
     components = strategy_components(cfg.strategy)
     for name in ("lump", "der"):
         if name in components and getattr(cfg, name).mem_size == 0:

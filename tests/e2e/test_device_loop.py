@@ -25,6 +25,7 @@ RECIPES = {
     "der": [],
     "si": [],
     "pfr": [],
+    "lump + data on device": ["train.data_on_device=true"],
 }
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -60,9 +61,9 @@ class _WatchOneIteration(SupervisedPlugin, supports_distributed=True):
 def test_one_training_iteration_reads_no_device_value(tmp_path, recipe, device):
     # random images in Fashion-MNIST's files: runs wherever the test runs (a GPU machine without the data)
     root = write_fmnist(tmp_path / "data", labels=[c % 10 for c in range(10 * 140)])
-    overrides = TINY_SET + [f"strategy={recipe}", "data.n_experiences=2", "augment.backend=batched", f"data.root={root}",
+    overrides = TINY_SET + [f"strategy={recipe.split(' ')[0]}", "data.n_experiences=2", "augment.backend=batched", f"data.root={root}",
                             f"device={device}", "metrics.flops_every=1000", *RECIPES[recipe]]
-    run = ExperimentRun.build(ExperimentConfig.from_sources(overrides=overrides), tmp_path / recipe, verbose=False)
+    run = ExperimentRun.build(ExperimentConfig.from_sources(overrides=overrides), tmp_path / "run", verbose=False)
     watch = _WatchOneIteration(device)
     run.strategy.plugins.append(watch)
     try:

@@ -407,3 +407,10 @@ def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys, monk
     for arm in ("finetune", "lump"):
         assert float(values[f"{arm}@batched.device_ops_per_iter"]) < float(values[f"{arm}.device_ops_per_iter"])
         assert float(values[f"{arm}@batched.host_syncs_per_iter"]) < float(values[f"{arm}.host_syncs_per_iter"])
+    # the whole device-bound loop: no host read and no per-image Python work in an iteration
+    assert bench.main(["--proxies", "--batch-size", "8", "--iters", "1", "--warmup", "1", "--repeats", "1",
+                       "--arms", "lump", "--augment-backends", "batched", "--data-on-device"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    values = dict(item.split("=") for item in last.split())
+    assert float(values["lump.host_syncs_per_iter"]) == 0
+    assert float(values["lump.per_sample_python_calls_per_iter"]) == 0

@@ -189,3 +189,19 @@ def test_every_registered_strategy_ships_its_recipe():
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             assert ExperimentConfig.from_sources(files=[path]).strategy == name
+
+
+def test_device_bound_options_and_supervised_strategies():
+    from avalanche_freeze.run.experiment import config_differences
+
+    with pytest.raises(ConfigError, match=r"train.data_on_device=True is not accepted.*Replay"):
+        check_config(ExperimentConfig.from_sources(overrides=["strategy=Replay", "train.data_on_device=true"]))
+    check_config(ExperimentConfig.from_sources(overrides=["strategy=lump", "train.data_on_device=true"]))
+    # a supervised strategy reads the light view: the backend changes its results, the strong views' options do not
+    base = ExperimentConfig.from_sources(overrides=["strategy=Replay"]).to_dict()
+    other = ExperimentConfig.from_sources(overrides=["strategy=Replay", "augment.backend=batched",
+                                                     "augment.min_scale=0.5"]).to_dict()
+    assert config_differences(base, other) == ["augment.backend"]
+    ssl = [ExperimentConfig.from_sources(overrides=["strategy=lump", *extra]).to_dict()
+           for extra in ([], ["augment.min_scale=0.5", "health.check_every=4"])]
+    assert config_differences(*ssl) == ["augment.min_scale"]  # the health check's reading rate changes nothing

@@ -83,6 +83,8 @@ class TrainConfig:
         data_on_device: keep each task's training images on the device and draw the mini-batches
             there (:class:`~avalanche_freeze.device_data.DeviceBatches`: no per-image loading work;
             another shuffle than the loader's, so other numbers; single process only; off).
+        compile: ``torch.compile`` the training step's model forward and loss (and, through
+            AOTAutograd, its backward); a new frozen prefix recompiles it once (off).
     """
 
     epochs: int = 3
@@ -95,6 +97,7 @@ class TrainConfig:
     channels_last: bool = False
     sync_batchnorm: bool = True
     data_on_device: bool = False
+    compile: bool = False
 
     def __post_init__(self) -> None:
         self.precision = str(self.precision)
@@ -283,6 +286,9 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
             processes (default on, as solo-learn does for SSL; PyTorch has no CPU kernel for it).
         data_on_device: hold each experience's training images on the device and draw the
             mini-batches there instead of Avalanche's loader (see :class:`TrainConfig`).
+        compile: ``torch.compile`` the training forward (backbone, heads, loss) before the first
+            experience; ``compile_options`` are passed to ``torch.compile`` (e.g.
+            ``{"mode": "max-autotune"}``, ``{"backend": "aot_eager"}``).
 
     Under ``torchrun`` (:mod:`~avalanche_freeze.distributed`) ``train_mb_size`` is the batch of
     one process, the training forward goes through ``DistributedDataParallel`` and evaluation
@@ -332,6 +338,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         channels_last: bool = TrainConfig.channels_last,
         sync_batchnorm: bool = TrainConfig.sync_batchnorm,
         data_on_device: bool = TrainConfig.data_on_device,
+        compile: bool = TrainConfig.compile,
+        compile_options: Optional[dict] = None,
     ) -> None:
         precision = str(precision)
         check_choice("precision", precision, PRECISIONS)
@@ -380,6 +388,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         self.grad_scaler = torch.amp.GradScaler(torch.device(self.device).type) if precision == "16" else None
         self.sync_batchnorm = sync_batchnorm
         self.data_on_device = data_on_device
+        self.compile = compile
+        self.compile_options = dict(compile_options or {})
         self._device_batches: Optional[Tuple[object, DeviceBatches]] = None  # (dataset, its batches)
         self.training_module = self.model
         self.mb_views = None
@@ -414,6 +424,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         super()._before_training_exp(**kwargs)
         if self.training_module is self.model:  # once, with the model on its device
             self.training_module = wrap_for_training(self.model, sync_batchnorm=self.sync_batchnorm)
+            if self.compile:
+                self.training_module = torch.compile(self.training_module, **self.compile_options)
 
     def _obtain_common_dataloader_parameters(self, **kwargs):
         """Avalanche's loader arguments; evaluation loaders are never sharded across processes (every

@@ -18,7 +18,7 @@ section                 keys
 ``augment``             ``min_scale``, ``brightness``, ``contrast``, ``saturation``, ``hue``, ``color_jitter_p``, ``grayscale_p``, ``blur_p``, ``backend``
 ``model``               ``width``
 ``ssl``                 ``name``, ``proj_dim``, ``pred_dim``, ``options``
-``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``, ``data_on_device``
+``train``               ``epochs``, ``batch_size``, ``lr``, ``momentum``, ``weight_decay``, ``lr_schedule``, ``precision``, ``channels_last``, ``sync_batchnorm``, ``data_on_device``, ``compile``
 ``eval``                ``probes``, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, ``mb_size``
 ``lump``                ``mem_size``, ``alpha``
 ``freeze``              ``measure``, ``tau``, ``stability``, ``decide_every``, ``max_frozen_share``, ``first_task``, ``granularity``, ``n_samples``, ``energy``, ``representation``, ``center``, ``warmup_epochs``, ``normalize``, ``score``, ``shrink``, ``schedule``

@@ -257,7 +257,7 @@ class ExperimentRun:
             train_mb_size=per_process_batch(train.batch_size), train_epochs=train.epochs,
             eval_mb_size=cfg.eval.mb_size, device=device, plugins=list(plugins.values()), evaluator=evaluator,
             num_workers=cfg.num_workers, precision=train.precision, channels_last=train.channels_last,
-            sync_batchnorm=train.sync_batchnorm, data_on_device=train.data_on_device,
+            sync_batchnorm=train.sync_batchnorm, data_on_device=train.data_on_device, compile=train.compile,
         )
         trainer = None
         if world_size() > 1:

@@ -89,17 +89,29 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         raise SystemExit(f"the data holds fewer than the {n_images} training images needed")
 
     class Stamps(SupervisedPlugin, supports_distributed=True):
-        """Time stamps (device synchronised) after loading + augmentation and after each iteration."""
+        """Time stamps after loading + augmentation and after each iteration: the host clock on CPU,
+        CUDA events on CUDA (recorded without waiting, read once after training)."""
 
         def __init__(self):
             super().__init__()
-            self.times: List[float] = []
-            self.loaded: List[float] = []
+            self.times: List[Any] = []
+            self.loaded: List[Any] = []
 
-        def _stamp(self, strategy, into: List[float]) -> None:
+        def _stamp(self, strategy, into: List[Any]) -> None:
             if torch.device(strategy.device).type == "cuda":
+                event = torch.cuda.Event(enable_timing=True)
+                event.record()
+                into.append(event)
+            else:
+                into.append(time.perf_counter())
+
+        def seconds(self) -> None:
+            """Turn CUDA events into seconds since the first stamp (after training has finished)."""
+            if self.times and not isinstance(self.times[0], float):
                 torch.cuda.synchronize()
-            into.append(time.perf_counter())
+                origin = self.loaded[0]
+                self.times = [origin.elapsed_time(e) / 1000 for e in self.times]
+                self.loaded = [origin.elapsed_time(e) / 1000 for e in self.loaded]
 
         def before_training_iteration(self, strategy, **kwargs):  # the batch is loaded and augmented
             self._stamp(strategy, self.loaded)
@@ -166,6 +178,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
                                        "batch_size": opts["batch_size"], **stamps.values}),
               flush=True)
         return stamps.values
+    stamps.seconds()
     t, loaded = stamps.times, stamps.loaded
     # per timed iteration i: loading + augmentation = loaded[i] - times[i-1]; the rest (LUMP's mixup,
     # forward, backward, step) = times[i] - loaded[i]

@@ -178,7 +178,9 @@ def test_torchrun_refuses_plugins_without_distributed_support(tmp_path, fmnist_a
 
 
 def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmnist_available):
-    common = ("--strategy", "lump_freeze", "--set", "freeze.tau=0.0", "--set", "freeze.max_frozen_share=0.3")
+    # two tasks: killed after the first one's checkpoint, the resumed run freezes in the second
+    common = ("--strategy", "lump_freeze", "--set", "freeze.tau=0.0", "--set", "freeze.max_frozen_share=0.3",
+              "--set", "data.n_experiences=2")
     reference = _torchrun(tmp_path / "reference", *common)
     stdout, _ = reference.communicate(timeout=600)
     assert reference.returncode == 0, stdout
@@ -201,6 +203,7 @@ def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmni
     b = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert b["acc_matrix"] == a["acc_matrix"]
     assert b["frozen_blocks_per_process"] == a["frozen_blocks_per_process"]
+    assert any(n > 0 for blocks in a["frozen_blocks_per_process"] for n in blocks)  # the resumed task froze
 
 
 def test_each_process_takes_the_gpu_of_its_local_rank(monkeypatch):

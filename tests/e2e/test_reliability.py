@@ -217,19 +217,28 @@ _KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+_KILL_RUN = ["run", "--quiet", "--strategy", "lump_freeze",
+             *[a for item in TINY_SET + ["freeze.tau=0", "freeze.max_frozen_share=0.3"] for a in ("--set", item)]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_kill_run(tmp_path_factory, fmnist_available):
+    """The results of the killed runs' configuration, uninterrupted (computed once for every kill point)."""
+    out = tmp_path_factory.mktemp("full")
+    assert main(_KILL_RUN + ["--output", str(out)]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
 @pytest.mark.parametrize("kill_at", ["fsync:1", "replace:1", "fsync:2"],
                          ids=["data-written-not-synced", "synced-not-renamed", "renamed-folder-not-synced"])
-def test_a_kill_at_any_step_of_a_checkpoint_write_resumes_exactly(tmp_path, fmnist_available, kill_at):
-    settings = [a for item in TINY_SET + ["freeze.tau=0", "freeze.max_frozen_share=0.3"]
-                for a in ("--set", item)]
-    base = ["run", "--quiet", "--strategy", "lump_freeze", *settings]
-    assert main(base + ["--output", str(tmp_path / "full")]) == 0
+def test_a_kill_at_any_step_of_a_checkpoint_write_resumes_exactly(tmp_path, uninterrupted_kill_run, kill_at):
+    base = _KILL_RUN
     proc = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, kill_at, "2", str(int(signal.SIGKILL)), *base,
                            "--output", str(tmp_path / "k")], capture_output=True, text=True)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert not (tmp_path / "k" / "results.json").exists()
     assert main(base + ["--output", str(tmp_path / "k"), "--resume"]) == 0
-    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    full = uninterrupted_kill_run
     resumed = json.loads((tmp_path / "k" / "results.json").read_text())
     for key in ("acc_matrix", "avg_acc", "forgetting_max", "forgetting_last"):
         assert resumed[key] == full[key], key

@@ -1,8 +1,10 @@
 """The command line end to end on the embedded benchmark: results, recipes, registered methods, refusals."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -149,3 +151,21 @@ def test_export_writes_a_backbone_plain_torch_loads_with_the_run_s_features(tmp_
     capsys.readouterr()
     assert main(["export", str(tmp_path / "missing")]) == 1
     assert "holds no run checkpoint" in capsys.readouterr().err
+
+
+def test_importing_the_package_and_its_launcher_is_light():
+    code = ("import sys, avalanche_freeze, avalanche_freeze.launcher; "
+            "print(sorted(m for m in ('torch', 'avalanche', 'avalanche_freeze.cli') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"  # the heavy imports wait for the first use of a name
+
+
+def test_ctrl_c_while_starting_prints_one_line_and_exits_130():
+    proc = subprocess.Popen([sys.executable, "-m", "avalanche_freeze", "list"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+    time.sleep(1.0)  # torch and Avalanche take several seconds to import
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and "interrupted while starting; nothing was run" in err

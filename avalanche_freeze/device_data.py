@@ -10,7 +10,8 @@ and benchmark objects stay the interface; only the way the strategy iterates the
 
 The batches hold the same images and follow the same rules as the loader's (shuffled every
 epoch, the last incomplete batch dropped when ``drop_last``), but the shuffle is drawn on the
-device, so the order, and a run's numbers, differ from the loader's.
+device, so the order, and a run's numbers, differ from the loader's. A dataset whose items are
+random (a random transform inside the dataset) is refused: held once, it would stop varying.
 
 Example:
     >>> import torch
@@ -57,6 +58,10 @@ class DeviceBatches:
         self.shuffle = shuffle
         self.drop_last = drop_last
         self.generator = generator
+        first = (lambda: torch.as_tensor(dataset[0][0])) if len(dataset) else None  # type: ignore[arg-type]
+        if first is not None and not torch.equal(first(), first()):
+            raise ValueError("the dataset's items are random (a transform in the dataset?): held on the device they "
+                             "would be drawn once; use Avalanche's loader (data_on_device=False) for such data")
         columns: List[List[Tensor]] = []
         for batch in DataLoader(dataset, batch_size=_READ_BATCH, shuffle=False, num_workers=0):
             if not columns:
@@ -67,7 +72,8 @@ class DeviceBatches:
             raise ValueError("cannot hold an empty dataset on the device")
         images = torch.cat(columns[0])
         as_bytes = images * 255
-        self.eight_bit = bool(torch.equal(as_bytes, as_bytes.round())) and bool((images >= 0).all() and (images <= 1).all())
+        in_range = bool((images >= 0).all() and (images <= 1).all())
+        self.eight_bit = in_range and bool(torch.equal(as_bytes, as_bytes.round()))
         self.images = (as_bytes.round().to(torch.uint8) if self.eight_bit else images).to(self.device)
         self.labels = [torch.cat(c).to(self.device) for c in columns[1:]]
 

@@ -66,9 +66,19 @@ def test_a_fixed_generator_gives_the_same_order_and_no_per_image_work():
     assert small_calls == large_calls  # the Python work of a batch does not grow with the batch
 
 
-def test_an_empty_dataset_is_refused():
+def test_an_empty_dataset_and_one_with_random_items_are_refused():
     with pytest.raises(ValueError, match="empty dataset"):
         DeviceBatches(TensorDataset(torch.zeros(0, 1, 2, 2), torch.zeros(0)), batch_size=4, device="cpu")
+
+    class Noisy(torch.utils.data.Dataset):  # a random transform inside the dataset
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            return torch.rand(1, 2, 2), i
+
+    with pytest.raises(ValueError, match="items are random .* use Avalanche's loader"):
+        DeviceBatches(Noisy(), batch_size=4, device="cpu")
 
 
 def test_the_strategy_trains_on_every_image_of_the_experience_from_the_device(tiny_bench):

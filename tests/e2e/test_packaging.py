@@ -34,4 +34,4 @@ def test_build_and_twine_check(tmp_path):
     assert {"avalanche_freeze/py.typed", "avalanche_freeze/strategies/lump_freeze.yaml",
             "avalanche_freeze/freezing/decision.py"} <= names
     entry_points = zipfile.ZipFile(wheel).read(f"avalanche_freeze-{version}.dist-info/entry_points.txt").decode()
-    assert "avalanche-freeze = avalanche_freeze.cli:main" in entry_points
+    assert "avalanche-freeze = avalanche_freeze.launcher:main" in entry_points

@@ -358,7 +358,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
             raise TypeError(f"ssl must be a method name or an SSLMethod; got {type(ssl).__name__}")
         wrapped = SelfSupervisedModel(model, ssl_method)
         if optimizer is None:
-            optimizer = torch.optim.SGD(wrapped.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+            optimizer = torch.optim.SGD(wrapped.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                        foreach=True)  # one multi-tensor op per step phase: fewer launches
         self.probe_evaluator = ProbeEvaluator(bank_stream=probe_bank_stream, mb_size=eval_mb_size,
                                               num_workers=num_workers)
         plugins = [self.probe_evaluator] + list(plugins or [])

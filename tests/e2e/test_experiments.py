@@ -414,3 +414,19 @@ def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys, monk
     values = dict(item.split("=") for item in last.split())
     assert float(values["lump.host_syncs_per_iter"]) == 0
     assert float(values["lump.per_sample_python_calls_per_iter"]) == 0
+
+
+def test_augment_backends_pairs_each_seed_and_reuses_finished_runs(tmp_path, fmnist_available, capsys):
+    compare = _load("augment_backends")
+    argv = [*_sets("data.n_experiences=2"), "--seeds", "0", "1", "--output", str(tmp_path)]
+    assert compare.main(argv) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("batched_minus_kornia_knn_ci=") and last.endswith("seeds=2")
+    runs = sorted(tmp_path.glob("*/seed*/results.json"))
+    assert [p.relative_to(tmp_path).parts[:2] for p in runs] == [("batched", "seed0"), ("batched", "seed1"),
+                                                                 ("kornia", "seed0"), ("kornia", "seed1")]
+    assert json.loads(runs[0].read_text())["config"]["augment"]["backend"] == "batched"
+    stamps = [p.stat().st_mtime_ns for p in runs]
+    assert compare.main(argv) == 0  # reused, not re-trained
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
+    assert capsys.readouterr().out.strip().splitlines()[-1] == last

@@ -162,8 +162,10 @@ def test_importing_the_package_and_its_launcher_is_light():
 
 
 def test_ctrl_c_while_starting_prints_one_line_and_exits_130():
+    # SIGINT as a terminal delivers it (a test run in the background inherits an ignored SIGINT)
     proc = subprocess.Popen([sys.executable, "-m", "avalanche_freeze", "list"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+                            stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(1.0)  # torch and Avalanche take several seconds to import
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

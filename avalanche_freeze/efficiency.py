@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 from avalanche.evaluation import PluginMetric
@@ -47,7 +47,45 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from .validation import check_number
 
-__all__ = ["EfficiencyMetrics", "MetricsConfig", "SavedTensorMeter"]
+__all__ = ["EfficiencyMetrics", "MetricsConfig", "SavedTensorMeter", "TimeStamp", "seconds_between", "time_stamp"]
+
+#: A point in time: the host clock's reading (seconds) on CPU, a recorded CUDA event on CUDA.
+TimeStamp = Union[float, "torch.cuda.Event"]
+
+
+def time_stamp(device: Union[str, torch.device]) -> TimeStamp:
+    """A point in time that does not make the host wait: the host clock on CPU, a CUDA event
+    recorded on the current stream on CUDA (read later with :func:`seconds_between`).
+
+    Parameters:
+        device: the device whose work is being timed.
+
+    Example:
+        >>> start = time_stamp("cpu"); end = time_stamp("cpu")
+        >>> seconds_between(start, end) >= 0
+        True
+    """
+    if torch.device(device).type == "cuda":
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+    return time.perf_counter()
+
+
+def seconds_between(start: TimeStamp, end: TimeStamp) -> float:
+    """Seconds from ``start`` to ``end``, two stamps of :func:`time_stamp` on the same device.
+    CUDA events must have completed (synchronise once before reading a batch of them).
+
+    Parameters:
+        start: the earlier stamp.
+        end: the later stamp.
+    """
+    if isinstance(start, float) != isinstance(end, float):
+        raise TypeError(f"seconds_between: stamps of different kinds ({type(start).__name__}, "
+                        f"{type(end).__name__}); accepted: two host-clock floats or two CUDA events")
+    if isinstance(start, float):
+        return end - start
+    return start.elapsed_time(end) / 1000
 
 
 @dataclass
@@ -160,17 +198,8 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
         shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else None
         return trainable, shape, getattr(strategy, "precision", None)
 
-    @staticmethod
-    def _now(strategy) -> Any:
-        """A point in time: the host clock on CPU, a recorded CUDA event on CUDA (no wait)."""
-        if torch.device(strategy.device).type == "cuda":
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
     def before_forward(self, strategy):
-        self._window_start = self._now(strategy)
+        self._window_start = time_stamp(strategy.device)
         state = self.cost_state(strategy)
         self._count_now = self._iters % self.count_every == 0 or state != self._state
         self._state = state
@@ -197,7 +226,7 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
             self._counter = None
 
     def after_update(self, strategy):
-        self._windows.append((self._window_start, self._now(strategy), self._count_now))
+        self._windows.append((self._window_start, time_stamp(strategy.device), self._count_now))
 
     def after_training_iteration(self, strategy):
         self._iters += 1
@@ -207,8 +236,7 @@ class EfficiencyMetrics(PluginMetric[Dict[str, float]]):
     def after_training_exp(self, strategy):
         self._sync(strategy)
         elapsed = time.perf_counter() - self._start
-        seconds = [(end - start if isinstance(start, float) else start.elapsed_time(end) / 1000, counted)
-                   for start, end, counted in self._windows]
+        seconds = [(seconds_between(start, end), counted) for start, end, counted in self._windows]
         counted_windows = [w for w, counted in seconds if counted]
         uncounted = sorted(w for w, counted in seconds if not counted)
         self._counted_time = sum(counted_windows)

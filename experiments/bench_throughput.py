@@ -69,6 +69,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
                                               per_process_batch, shutdown, world_size)
     from avalanche_freeze.plugins import LUMPPlugin
     from avalanche_freeze.backbones import unit_compute_shares
+    from avalanche_freeze.efficiency import seconds_between, time_stamp
 
     device = opts["device"]
     if launched_by_torchrun():
@@ -97,27 +98,19 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
             self.times: List[Any] = []
             self.loaded: List[Any] = []
 
-        def _stamp(self, strategy, into: List[Any]) -> None:
-            if torch.device(strategy.device).type == "cuda":
-                event = torch.cuda.Event(enable_timing=True)
-                event.record()
-                into.append(event)
-            else:
-                into.append(time.perf_counter())
-
         def seconds(self) -> None:
-            """Turn CUDA events into seconds since the first stamp (after training has finished)."""
+            """Turn the stamps into seconds since the first one (after training has finished)."""
             if self.times and not isinstance(self.times[0], float):
                 torch.cuda.synchronize()
-                origin = self.loaded[0]
-                self.times = [origin.elapsed_time(e) / 1000 for e in self.times]
-                self.loaded = [origin.elapsed_time(e) / 1000 for e in self.loaded]
+            origin = self.loaded[0]
+            self.times = [seconds_between(origin, t) for t in self.times]
+            self.loaded = [seconds_between(origin, t) for t in self.loaded]
 
         def before_training_iteration(self, strategy, **kwargs):  # the batch is loaded and augmented
-            self._stamp(strategy, self.loaded)
+            self.loaded.append(time_stamp(strategy.device))
 
         def after_training_iteration(self, strategy, **kwargs):
-            self._stamp(strategy, self.times)
+            self.times.append(time_stamp(strategy.device))
 
     class Proxies(SupervisedPlugin, supports_distributed=True):
         """Host-side proxies (``--proxies``): after the warm-up, ``iters`` iterations timed bare, then one

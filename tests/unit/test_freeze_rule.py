@@ -66,6 +66,19 @@ def test_counted_iterations_are_kept_out_of_training_time(tiny_bench, monkeypatc
     assert values["BwdFLOPs_Exp"] > 0 and values["Iterations_Exp"] == 12
 
 
+def test_time_stamps_measure_the_time_between_them():
+    """The stamps shared by the efficiency metric and the throughput benchmark: host clock on CPU."""
+    from avalanche_freeze.efficiency import seconds_between, time_stamp
+
+    start = time_stamp("cpu")
+    time.sleep(0.05)
+    end = time_stamp("cpu")
+    assert isinstance(start, float) and 0.05 <= seconds_between(start, end) < 1.0
+    assert seconds_between(end, start) < 0
+    with pytest.raises(TypeError, match="stamps of different kinds"):
+        seconds_between(start, object())
+
+
 def test_validation_split_is_unused_training_images(fmnist_available):
     from avalanche_freeze.benchmarks import make_benchmark
     from avalanche_freeze.run.config import ConfigError

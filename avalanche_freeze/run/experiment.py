@@ -343,7 +343,18 @@ class ExperimentRun:
         if not is_main_process():
             return self._run(stop_after)
         with OutputLock(self.output_dir):
-            return self._run(stop_after)
+            try:
+                return self._run(stop_after)
+            except Exception as exc:  # the run's log says why it stopped (a grid's table reads it)
+                self._log_failure(exc)
+                raise
+
+    def _log_failure(self, exc: BaseException) -> None:
+        """Append ``run failed at task N: <error>`` to the run's ``log.txt`` (nothing if it has none)."""
+        log = self.output_dir / "log.txt"
+        if log.is_file():
+            with open(log, "a", encoding="utf-8") as stream:
+                stream.write(f"run failed at task {self.next_task}: {type(exc).__name__}: {exc}\n")
 
     def _run(self, stop_after: Optional[int]) -> Dict[str, Any]:
         bench = self.benchmark.benchmark

@@ -103,3 +103,15 @@ def test_forced_nan_stops_the_run(tmp_path, fmnist_available, capsys):
     assert run_cli(tmp_path, "--set", "train.lr=1e30", "--set", "strategy=finetune", name="nan") == 1
     err = capsys.readouterr().err
     assert "non-finite loss" in err and "task 0" in err
+    assert not (tmp_path / "nan").exists()  # the command line leaves nothing behind
+
+
+def test_failed_run_says_why_in_its_log(tmp_path, fmnist_available):
+    """A run that fails inside a grid keeps its folder: the last line of its log names the error."""
+    from avalanche_freeze.health import TrainingHealthError
+
+    cfg = ExperimentConfig.from_sources(overrides=TINY_SET + ["strategy=finetune", "train.lr=1e30"])
+    with pytest.raises(TrainingHealthError):
+        ExperimentRun.build(cfg, tmp_path / "r", verbose=False).run()
+    last = (tmp_path / "r" / "log.txt").read_text().splitlines()[-1]
+    assert last.startswith("run failed at task 0: TrainingHealthError: non-finite loss")

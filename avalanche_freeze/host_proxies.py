@@ -11,7 +11,10 @@ device, so they are measured on CPU:
   ``bool()``, data-dependent shapes);
 * :class:`PythonCallCounter`: Python function calls in a window (``sys.setprofile``);
   :func:`per_sample_calls` turns the counts of two batch sizes into the calls per iteration
-  that grow with the batch (per-image loops: ``__getitem__``, per-image crops, reservoir loops).
+  that grow with the batch (per-image loops: ``__getitem__``, per-image crops, reservoir loops);
+* :class:`DeviceBusyProfiler` (``torch.profiler``): the share of a window during which the
+  device computes (:func:`busy_fraction` of its kernels on CUDA; of the ATen ops on CPU, where
+  the rest is the loop's Python and the profiler's own overhead, so a lower bound there).
 
 Example:
     >>> import torch
@@ -29,12 +32,12 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import Dict
+from typing import Dict, Iterable, Optional, Tuple, Union
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-__all__ = ["HOST_SYNC_OPS", "OpCounter", "PythonCallCounter", "per_sample_calls"]
+__all__ = ["DeviceBusyProfiler", "HOST_SYNC_OPS", "OpCounter", "PythonCallCounter", "busy_fraction", "per_sample_calls"]
 
 aten = torch.ops.aten
 #: Ops whose result the host reads (a wait on the device's queue on CUDA).
@@ -104,3 +107,84 @@ def per_sample_calls(calls_by_batch: Dict[int, float], *, batch: int) -> float:
         raise ValueError(f"calls_by_batch has {len(calls_by_batch)} batch sizes; accepted: exactly two")
     (small, a), (large, b) = sorted(calls_by_batch.items())
     return max(0.0, (b - a) / (large - small) * batch)
+
+
+def busy_fraction(intervals: Iterable[Tuple[float, float]], *, window: Tuple[float, float]) -> float:
+    """The share of ``window`` covered by the union of ``intervals`` (overlaps counted once,
+    parts outside the window cut off).
+
+    Parameters:
+        intervals: ``(start, end)`` pairs, e.g. kernel times in microseconds.
+        window: ``(start, end)`` of the span measured, in the same unit.
+
+    Example:
+        >>> busy_fraction([(0, 2), (1, 3), (6, 12)], window=(0, 10))
+        0.7
+    """
+    lo, hi = window
+    if not hi > lo:
+        raise ValueError(f"window={window!r} is not accepted; accepted: (start, end) with end > start")
+    covered, reach = 0.0, lo
+    for start, end in sorted((max(a, lo), min(b, hi)) for a, b in intervals):
+        if end <= max(start, reach):  # empty, or inside what is already covered
+            continue
+        covered += end - max(start, reach)
+        reach = end
+    return covered / (hi - lo)
+
+
+class DeviceBusyProfiler:
+    """Profile a window (``with``) and measure the share of it during which the device computes:
+    ``fraction``, the :func:`busy_fraction` of the device's kernels (and copies) on CUDA, of the
+    ATen ops on CPU, over the window's own span (a ``record_function`` marker, on the profiler's
+    clock). On CUDA the exit waits for the window's kernels (outside any timed window: use it on
+    an iteration of its own). The profiler's bookkeeping slows the host a little, so the fraction
+    is a lower bound of the unprofiled loop's.
+
+    Parameters:
+        device: the device whose work is measured (``cpu`` or ``cuda[:N]``).
+
+    Example:
+        >>> import torch
+        >>> with DeviceBusyProfiler("cpu") as busy:
+        ...     _ = torch.ones(256, 256) @ torch.ones(256, 256)
+        >>> 0.0 < busy.fraction <= 1.0
+        True
+    """
+
+    MARK = "avalanche_freeze.busy_window"
+
+    def __init__(self, device: Union[str, torch.device] = "cpu") -> None:
+        self.device = torch.device(device)
+        self.fraction: Optional[float] = None
+        self._profile = None
+        self._mark = None
+
+    def __enter__(self) -> "DeviceBusyProfiler":
+        from torch.profiler import ProfilerActivity, profile, record_function
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
+        self._profile = profile(activities=activities)
+        self._profile.__enter__()
+        self._mark = record_function(self.MARK)
+        self._mark.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        from torch.autograd import DeviceType
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the window's kernels finish inside it
+        self._mark.__exit__(*exc)
+        self._profile.__exit__(*exc)
+        events = self._profile.events()
+        marks = [e for e in events if e.name == self.MARK and e.device_type == DeviceType.CPU]
+        if not marks:
+            raise RuntimeError("DeviceBusyProfiler: the profiler recorded no window marker")
+        window = (marks[0].time_range.start, marks[0].time_range.end)
+        if self.device.type == "cuda":
+            work = [e for e in events if e.device_type == DeviceType.CUDA and e.name != self.MARK
+                    and not getattr(e, "is_user_annotation", False)]
+        else:
+            work = [e for e in events if e.device_type == DeviceType.CPU and e.name.startswith("aten::")]
+        self.fraction = busy_fraction(((e.time_range.start, e.time_range.end) for e in work), window=window)

@@ -76,7 +76,7 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
         device = init_distributed(seed=0, device=device)
     torch.manual_seed(0)
     augment = {"backend": opts.get("augment", "kornia")}
-    n_images = (opts["warmup"] + opts["iters"] + (2 if opts.get("proxies") else 0)) * opts["batch_size"]
+    n_images = (opts["warmup"] + opts["iters"] + (2 + opts["iters"] if opts.get("proxies") else 0)) * opts["batch_size"]
     if opts["synthetic"]:
         images = torch.randint(0, 256, (n_images, 3, 32, 32), dtype=torch.uint8)
         data = ImageTensorDataset(images, [i % 2 for i in range(n_images)])
@@ -114,8 +114,9 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
 
     class Proxies(SupervisedPlugin, supports_distributed=True):
         """Host-side proxies (``--proxies``): after the warm-up, ``iters`` iterations timed bare, then one
-        counted with an op counter and one with a Python call counter; each window runs from the end of
-        an iteration to the end of the next, so it holds the loading and augmentation of its batch."""
+        counted with an op counter, one with a Python call counter, then ``iters`` under the profiler
+        (the device's busy fraction); each window runs from the end of an iteration to the end of a
+        later one, so it holds the loading and augmentation of its batches."""
 
         def __init__(self):
             super().__init__()
@@ -125,24 +126,29 @@ def _measure(opts: Dict[str, Any]) -> Dict[str, Any]:
             self.values: Dict[str, float] = {}
 
         def after_training_iteration(self, strategy, **kwargs):
-            from avalanche_freeze.host_proxies import OpCounter, PythonCallCounter
+            from avalanche_freeze.host_proxies import DeviceBusyProfiler, OpCounter, PythonCallCounter
 
             self.done += 1
-            first = opts["warmup"]
-            if self.active is not None:
+            first, iters = opts["warmup"], opts["iters"]
+            busy_ends = first + 2 * iters + 2  # the profiled window spans `iters` iterations
+            if self.active is not None and (not isinstance(self.active, DeviceBusyProfiler) or self.done == busy_ends):
                 self.active.__exit__(None, None, None)
                 if isinstance(self.active, OpCounter):
                     self.values.update(device_ops=self.active.device_ops, host_syncs=self.active.host_syncs)
-                else:
+                elif isinstance(self.active, PythonCallCounter):
                     self.values["python_calls"] = self.active.count
+                else:
+                    self.values["device_busy"] = self.active.fraction
                 self.active = None
             if self.done == first:
                 self.start = time.perf_counter()
-            elif self.done == first + opts["iters"]:
-                self.values["host_ms"] = 1000 * (time.perf_counter() - self.start) / opts["iters"]
+            elif self.done == first + iters:
+                self.values["host_ms"] = 1000 * (time.perf_counter() - self.start) / iters
                 self.active = OpCounter().__enter__()
-            elif self.done == first + opts["iters"] + 1:
+            elif self.done == first + iters + 1:
                 self.active = PythonCallCounter().__enter__()
+            elif self.done == first + iters + 2:
+                self.active = DeviceBusyProfiler(strategy.device).__enter__()
 
     backbone = CifarResNet18(width=opts["width"], in_channels=3)
     shares = unit_compute_shares(backbone, torch.zeros(1, 3, 32, 32))
@@ -197,7 +203,7 @@ def _proxies(args) -> int:
     from avalanche_freeze.analysis.results import format_table
     from avalanche_freeze.host_proxies import per_sample_calls
 
-    width = args.width if args.width != 1.0 else 0.125  # a tiny model: the host's work is what is left
+    width = args.width if args.width is not None else 0.125  # a tiny model: the host's work is what is left
     base = {"device": args.device, "synthetic": True, "data_root": "", "iters": args.iters, "warmup": args.warmup,
             "width": width, "frozen_units": args.frozen_units, "num_workers": args.num_workers,
             "channels_last": args.channels_last, "precision": args.precision[0], "proxies": True,
@@ -217,17 +223,20 @@ def _proxies(args) -> int:
                   "host_syncs_per_iter": median(cell, args.batch_size, "host_syncs"),
                   "per_sample_python_calls_per_iter": per_sample_calls(
                       {b: median(cell, b, "python_calls") for b in (half, args.batch_size)}, batch=args.batch_size),
-                  "host_ms_per_iter": median(cell, args.batch_size, "host_ms")}
-        rows.append([*cell, *(f"{v:.0f}" if k != "host_ms_per_iter" else f"{v:.1f}" for k, v in values.items())])
+                  "host_ms_per_iter": median(cell, args.batch_size, "host_ms"),
+                  "device_busy_fraction": median(cell, args.batch_size, "device_busy")}
+        rows.append([*cell, *(f"{v:.0f}" if k not in ("host_ms_per_iter", "device_busy_fraction") else
+                              f"{v:.1f}" if k == "host_ms_per_iter" else f"{v:.2f}" for k, v in values.items())])
         # the first backend's keys are the arm's name alone (as before the backends were added)
         name = cell[1] if cell[0] == args.augment_backends[0] else f"{cell[1]}@{cell[0]}"
-        parts += [f"{name}.{k}={v:.1f}" for k, v in values.items()]
+        parts += [f"{name}.{k}={v:.2f}" if k == "device_busy_fraction" else f"{name}.{k}={v:.1f}"
+                  for k, v in values.items()]
     print(f"host-side proxies: ResNet-18 width {width}, SimSiam, batch {args.batch_size} (per-sample calls from "
           f"batches {half} and {args.batch_size}), precision {args.precision[0]}, {args.device}, "
           f"{'data on the device' if args.data_on_device else 'Avalanche loader'}; median of "
           f"{args.repeats}")
     print(format_table(["augment", "arm", "device ops/iter", "host syncs/iter", "per-sample Python calls/iter",
-                        "host ms/iter"], rows))
+                        "host ms/iter", "device busy"], rows))
     if args.json:
         args.json.write_text(json.dumps({"args": base, "raw": {"/".join(map(str, k)): rs for k, rs in measured.items()}},
                                         indent=2))
@@ -283,7 +292,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed first iterations (2)")
     p.add_argument("--repeats", type=int, default=3, help="repeats; the table reports the median (3)")
     p.add_argument("--frozen-units", type=int, default=5, help="prefix frozen in lump_freeze (5: stem, layer1, layer2)")
-    p.add_argument("--width", type=float, default=1.0, help="ResNet-18 width (1.0: full)")
+    p.add_argument("--width", type=float, default=None,
+                   help="ResNet-18 width (default 1.0, full; 0.125 with --proxies)")
     p.add_argument("--num-workers", type=int, default=0, help="dataloader workers")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--augment-backends", nargs="+", default=["kornia"], choices=["kornia", "batched"],
@@ -293,7 +303,8 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--proxies", action="store_true",
                    help="instead of throughput: the host-side proxies per arm (device ops, host syncs, per-sample "
-                        "Python calls, host ms per iteration; default width 0.125 and synthetic data)")
+                        "Python calls, host ms per iteration, the device's busy fraction under torch.profiler; "
+                        "default width 0.125 and synthetic data)")
     args = p.parse_args(argv)
     if args.worker:
         _measure(json.loads(args.worker))
@@ -306,6 +317,7 @@ def main(argv=None) -> int:
 
     if args.proxies:
         return _proxies(args)
+    args.width = 1.0 if args.width is None else args.width
     base = {"device": args.device, "synthetic": args.synthetic, "data_root": str(args.data_root or ""),
             "batch_size": args.batch_size, "iters": args.iters, "warmup": args.warmup, "width": args.width,
             "frozen_units": args.frozen_units, "num_workers": args.num_workers, "channels_last": args.channels_last,

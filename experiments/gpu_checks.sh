@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The GPU checks behind the README's GPU rows (one CUDA machine, about 8 minutes):
+# The GPU checks behind the README's GPU rows (one CUDA machine, about 10 minutes):
 #  1. the mixed-precision tests on CUDA (bf16 autocast, float16 with the gradient scaler);
 #  2. one process under torchrun on CUDA (NCCL, DistributedDataParallel, SyncBatchNorm, bf16);
 #  3. the device-bound loop: no synchronisation in one iteration of every SSL recipe
 #     (set_sync_debug_mode("error")), and the batched augmentation's tests on CUDA;
 #  4. bench_throughput.py at CIFAR size, full-width ResNet-18, batch 256: LUMP /
 #     LUMP + fixed frozen prefix, fp32 vs bf16, kornia vs batched augmentation; then bf16 with the
-#     batched augmentation and the data on the device (the whole device-bound loop).
+#     batched augmentation and the data on the device (the whole device-bound loop);
+#  5. the host-side proxies on CUDA at full width (device ops, host syncs, host ms per iteration and
+#     the GPU's busy fraction under torch.profiler), default loop and device-bound loop.
 # Usage: OUT=folder experiments/gpu_checks.sh   (PY: the Python to use, default python3)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +31,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT
 "$PY" experiments/bench_throughput.py --synthetic --device cuda --precision bf16 --augment-backends batched \
   --data-on-device --arms lump lump_freeze --iters 10 --warmup 3 --repeats 2 --json "$OUT/throughput_gpu_dod.json" \
   2>&1 | tee "$OUT/throughput_gpu_dod.txt"
+"$PY" experiments/bench_throughput.py --proxies --device cuda --width 1.0 --precision bf16 --arms lump \
+  --augment-backends kornia batched --iters 5 --warmup 3 --repeats 1 2>&1 | tee "$OUT/proxies_gpu.txt"
+"$PY" experiments/bench_throughput.py --proxies --device cuda --width 1.0 --precision bf16 --arms lump \
+  --augment-backends batched --data-on-device --iters 5 --warmup 3 --repeats 1 2>&1 | tee "$OUT/proxies_gpu_dod.txt"

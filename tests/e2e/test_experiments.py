@@ -401,6 +401,7 @@ def test_bench_throughput_prints_the_host_side_proxies_of_every_arm(capsys, monk
                     "host_ms_per_iter"):
             assert float(values[f"{arm}.{key}"]) >= 0, key
         assert float(values[f"{arm}.device_ops_per_iter"]) > 100  # a ResNet forward and backward at least
+        assert 0 < float(values[f"{arm}.device_busy_fraction"]) <= 1  # the profiled window's share in ATen ops
     # LUMP's mixup adds device ops to the same iteration
     assert float(values["lump.device_ops_per_iter"]) > float(values["finetune.device_ops_per_iter"])
     # the batched augmentation: fewer device ops, and its host reads are the loop's own (kornia adds its own)

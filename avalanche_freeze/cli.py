@@ -46,7 +46,7 @@ from .run.grid import GridSpec, run_grid
 from .run.output_lock import OutputLock, OutputLockedError
 from .run.recipes import available_strategies, check_config, recipe_path
 from .run.wandb_logging import log_report, make_wandb_logger
-from .ssl import available_ssl_methods
+from .ssl import DEFAULT_LR, available_ssl_methods, recommended_lr
 
 __all__ = ["main"]
 
@@ -164,6 +164,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("config keys (default):")
         for key, value in flatten(ExperimentConfig().to_dict()).items():
             print(f"  {key} ({value!r})")
+        own = {name: recommended_lr(name) for name in available_ssl_methods() if recommended_lr(name) != DEFAULT_LR}
+        print(f"train.lr, when not set, is the SSL method's rate: {DEFAULT_LR!r}"
+              + "".join(f", {name} {lr!r}" for name, lr in own.items()))
         return 0
     if args.command == "grid":
         return _grid(args)

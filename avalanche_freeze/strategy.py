@@ -43,7 +43,7 @@ from .device_loss import device_loss_metrics
 from .distributed import check_distributed_plugins, world_size, wrap_for_training
 from .evaluation import PROTOCOLS, ProbeEvaluator
 from .probes import KNNProbe, Probe
-from .ssl import SSLMethod, SSLOutput, create_ssl_method
+from .ssl import SSLMethod, SSLOutput, create_ssl_method, recommended_lr
 from .validation import check_choice, check_number
 
 __all__ = [
@@ -72,7 +72,8 @@ class TrainConfig:
     Attributes:
         epochs: epochs per task (3; LUMP: 200).
         batch_size: training minibatch size (128; LUMP: 256).
-        lr: SGD learning rate as used (0.06; LUMP: 0.03 at batch 256).
+        lr: SGD learning rate as used; ``None`` (the default) takes the SSL method's
+            :func:`~avalanche_freeze.ssl.recommended_lr` (0.06 for most; LUMP: 0.03 at batch 256).
         momentum: SGD momentum (0.9).
         weight_decay: SGD weight decay (5e-4).
         lr_schedule: ``none`` or ``cosine`` over each task's epochs (cosine).
@@ -89,7 +90,7 @@ class TrainConfig:
 
     epochs: int = 3
     batch_size: int = 128
-    lr: float = 0.06
+    lr: Optional[float] = None
     momentum: float = 0.9
     weight_decay: float = 5e-4
     lr_schedule: str = "cosine"
@@ -103,7 +104,8 @@ class TrainConfig:
         self.precision = str(self.precision)
         check_number("epochs", self.epochs, at_least=1, integer=True)
         check_number("batch_size", self.batch_size, at_least=2, integer=True)
-        check_number("lr", self.lr, above=0)
+        if self.lr is not None:
+            check_number("lr", self.lr, above=0)
         check_number("momentum", self.momentum, at_least=0, at_most=1)
         check_number("weight_decay", self.weight_decay, at_least=0)
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
@@ -263,9 +265,10 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         optimizer: an optimizer over ``strategy.model`` parameters; by default SGD
             with ``lr``, ``momentum`` and ``weight_decay``.
         lr, momentum, weight_decay: SGD's options; the defaults of every training option here
-            (``lr`` 0.06, momentum 0.9, weight decay 5e-4, cosine schedule, batch 128, 3 epochs,
-            float32) are :class:`TrainConfig`'s, so a strategy built in Python trains as the
-            command line does. LUMP's reference: lr 0.03 at batch 256, no schedule.
+            (``lr`` the SSL method's :func:`~avalanche_freeze.ssl.recommended_lr`, 0.06 for most,
+            momentum 0.9, weight decay 5e-4, cosine schedule, batch 128, 3 epochs, float32) are
+            :class:`TrainConfig`'s, so a strategy built in Python trains as the command line
+            does. LUMP's reference: lr 0.03 at batch 256, no schedule.
         lr_schedule: ``none`` or ``cosine`` (cosine over each experience's epochs,
             stepped every epoch and reset at every experience).
         probe: the evaluation probe whose predictions become ``mb_output`` at eval
@@ -319,7 +322,7 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         ssl: Union[str, SSLMethod] = "simsiam",
         ssl_options: Optional[dict] = None,
         optimizer: Optional[torch.optim.Optimizer] = None,
-        lr: float = TrainConfig.lr,
+        lr: Optional[float] = TrainConfig.lr,
         momentum: float = TrainConfig.momentum,
         weight_decay: float = TrainConfig.weight_decay,
         lr_schedule: str = TrainConfig.lr_schedule,
@@ -357,6 +360,8 @@ class SelfSupervisedStrategy(SelfSupervisedProblem, SupervisedTemplate):
         else:
             raise TypeError(f"ssl must be a method name or an SSLMethod; got {type(ssl).__name__}")
         wrapped = SelfSupervisedModel(model, ssl_method)
+        lr = recommended_lr(ssl if isinstance(ssl, str) else ssl_method) if lr is None else lr
+        check_number("lr", lr, above=0)
         if optimizer is None:
             optimizer = torch.optim.SGD(wrapped.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay,
                                         foreach=True)  # one multi-tensor op per step phase: fewer launches

@@ -63,7 +63,7 @@ from ..evaluation import EvalConfig
 from ..freezing.config import FreezeConfig
 from ..health import HealthConfig
 from ..plugins.config import CaSSLeConfig, DERConfig, EWCConfig, LUMPConfig, PFRConfig, SIConfig
-from ..ssl.base import SSLConfig
+from ..ssl.base import SSLConfig, recommended_lr
 from ..strategy import TrainConfig
 from ..validation import ConfigError, check_number, not_accepted
 from .solo_config import is_solo_config
@@ -159,6 +159,8 @@ class ExperimentConfig:
         check_number("num_workers", self.num_workers, at_least=0, integer=True)
         if not (self.device in ("cpu", "cuda") or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise not_accepted("device", self.device, "cpu, cuda, cuda:N")
+        if self.train.lr is None:  # the SSL method's rate, written down: a saved config names the rate it ran at
+            self.train.lr = recommended_lr(self.ssl.name)
 
     # ------------------------------------------------------------ building
     @classmethod

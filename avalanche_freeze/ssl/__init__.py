@@ -9,11 +9,13 @@ Add your own with :func:`register_ssl_method`.
 
 from .barlow_twins import BarlowTwins
 from .base import (
+    DEFAULT_LR,
     SSLMethod,
     SSLOutput,
     available_ssl_methods,
     create_ssl_method,
     gather_batch,
+    recommended_lr,
     register_ssl_method,
 )
 from .byol import BYOL
@@ -28,6 +30,7 @@ from . import solo  # noqa: E402  (registers solo-learn's methods when it is ins
 
 __all__ = [
     "BYOL",
+    "DEFAULT_LR",
     "BarlowTwins",
     "SSLMethod",
     "SSLOutput",
@@ -37,5 +40,6 @@ __all__ = [
     "available_ssl_methods",
     "create_ssl_method",
     "gather_batch",
+    "recommended_lr",
     "register_ssl_method",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import torch
 import torch.distributed as dist
@@ -13,12 +13,14 @@ from torch import Tensor, nn
 from ..validation import check_choice, check_like_default, check_number, not_accepted
 
 __all__ = [
+    "DEFAULT_LR",
     "SSLConfig",
     "gather_batch",
     "SSLMethod",
     "SSLOutput",
     "available_ssl_methods",
     "create_ssl_method",
+    "recommended_lr",
     "register_ssl_method",
 ]
 
@@ -67,6 +69,9 @@ class SSLMethod(nn.Module):
     global_batch: bool = False
     #: whether the method trains under torchrun (:mod:`~avalanche_freeze.distributed`)
     supports_distributed: bool = True
+    #: the learning rate ``train.lr`` takes for this method when it is not set (None:
+    #: :data:`DEFAULT_LR`); a method sets its own where it needs one (:func:`recommended_lr`)
+    recommended_lr: Optional[float] = None
     projector: nn.Module
     criterion: nn.Module
 
@@ -163,6 +168,27 @@ class _GatherWithGradient(torch.autograd.Function):
 
 
 _REGISTRY: Dict[str, Callable[..., SSLMethod]] = {}
+
+#: ``train.lr`` for a method that recommends no rate of its own (SGD, momentum 0.9, batch 128).
+DEFAULT_LR = 0.06
+
+
+def recommended_lr(method: Union[str, SSLMethod]) -> float:
+    """The learning rate ``train.lr`` defaults to for ``method`` (a registered name or a built
+    method): the method's ``recommended_lr`` where it sets one (a class attribute, or an attribute
+    of a registered factory function), else :data:`DEFAULT_LR`. An unknown name gets
+    :data:`DEFAULT_LR` (the name itself is refused where the method is built).
+
+    Parameters:
+        method: a name of :func:`available_ssl_methods` or an :class:`SSLMethod`.
+
+    Example:
+        >>> recommended_lr("simsiam")
+        0.06
+    """
+    holder = _REGISTRY.get(method.lower()) if isinstance(method, str) else method
+    value = getattr(holder, "recommended_lr", None)
+    return DEFAULT_LR if value is None else float(value)
 
 
 def register_ssl_method(name: str, factory: Callable[..., SSLMethod]) -> None:

@@ -77,7 +77,8 @@ def test_the_python_api_and_the_command_line_share_training_defaults():
     strategy = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1),
                                       augmentation=TwoViewAugmentation(image_size=28, channels=1, mean=[0.5], std=[0.5]))
     group = strategy.optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"], group["weight_decay"]) == (train.lr, train.momentum, train.weight_decay)
+    assert train.lr is None and ExperimentConfig().train.lr == 0.06  # unset: SimSiam's rate, written down
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.06, train.momentum, train.weight_decay)
     assert strategy.train_mb_size == train.batch_size and strategy.train_epochs == train.epochs
 
 
@@ -100,6 +101,37 @@ def test_a_registered_ssl_method_is_accepted_by_name():
         ExperimentConfig.from_sources(overrides=["ssl.name=tiny_simsiam"])
     register_ssl_method("tiny_simsiam", SimSiam)
     assert ExperimentConfig.from_sources(overrides=["ssl.name=tiny_simsiam"]).ssl.name == "tiny_simsiam"
+
+
+def test_an_unset_learning_rate_is_the_ssl_methods_own(monkeypatch):
+    """``train.lr`` unset (or null) takes the method's ``recommended_lr``; a set one wins; the Python API agrees."""
+    from avalanche_freeze import CifarResNet18, SelfSupervisedStrategy
+    from avalanche_freeze.augmentations import TwoViewAugmentation
+    from avalanche_freeze.ssl import DEFAULT_LR, SimSiam, base, recommended_lr
+
+    class SlowSimSiam(SimSiam):
+        recommended_lr = 0.015
+
+    def slow_factory(**kwargs):
+        return SlowSimSiam(**kwargs)
+
+    slow_factory.recommended_lr = 0.02  # a factory function carries the attribute itself
+    monkeypatch.setitem(base._REGISTRY, "slow_simsiam", SlowSimSiam)
+    monkeypatch.setitem(base._REGISTRY, "slow_factory", slow_factory)
+    assert recommended_lr("simsiam") == DEFAULT_LR == 0.06
+    assert recommended_lr("slow_simsiam") == 0.015 and recommended_lr("slow_factory") == 0.02
+    for sets, lr in [(["ssl.name=slow_simsiam"], 0.015), (["ssl.name=slow_simsiam", "train.lr=null"], 0.015),
+                     (["ssl.name=slow_simsiam", "train.lr=0.1"], 0.1), (["ssl.name=slow_factory"], 0.02),
+                     (["train.lr=null"], 0.06)]:
+        cfg = ExperimentConfig.from_sources(overrides=sets)
+        assert cfg.train.lr == lr, sets
+        assert ExperimentConfig.from_dict(cfg.to_dict()).train.lr == lr  # the saved config names the rate
+    augmentation = TwoViewAugmentation(image_size=28, channels=1, mean=[0.5], std=[0.5])
+    for ssl, lr, expected in [("slow_simsiam", None, 0.015), ("slow_simsiam", 0.2, 0.2),
+                              (SlowSimSiam(feature_dim=64, proj_dim=8, pred_dim=4), None, 0.015)]:
+        strategy = SelfSupervisedStrategy(model=CifarResNet18(width=0.125, in_channels=1), augmentation=augmentation,
+                                          ssl=ssl, lr=lr, evaluator=None)
+        assert strategy.optimizer.param_groups[0]["lr"] == expected
 
 
 BAD_CONFIGS = [

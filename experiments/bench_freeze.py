@@ -55,10 +55,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from avalanche_freeze.run.config import ConfigError, ExperimentConfig
-from avalanche_freeze.benchmarks import DatasetError
-from avalanche_freeze.health import TrainingHealthError
-from avalanche_freeze.run.checkpoint import CheckpointError
-from avalanche_freeze.run.experiment import run_or_reuse
+from avalanche_freeze.run.experiment import RUN_FAILURES, run_or_reuse
 from avalanche_freeze.freezing.decision import backbone_layout
 from avalanche_freeze.freezing.schedules import fixed_schedule, freezeout_schedule, frozen_compute, random_schedule
 from avalanche_freeze.analysis import stats
@@ -129,7 +126,7 @@ def _cell(files, overrides, ssl: Optional[str], epochs: Optional[int], seeds: Li
         """The run's results, or None when it fails (diverged, unreadable folder): recorded, the bench goes on."""
         try:
             return run_or_reuse(cfg, cell_dir / arm / f"seed{seed}")
-        except (TrainingHealthError, CheckpointError, DatasetError, OSError) as exc:
+        except RUN_FAILURES as exc:
             failed.append(f"{arm} seed {seed}: {exc}")
             print(f"bench_freeze: {base.ssl.name} e{base.train.epochs} {arm} seed {seed} FAILED: {exc}",
                   file=sys.stderr)

@@ -13,6 +13,10 @@ smallest):
 
     chosen=freeze.stability=0.995 backward_flops_ratio=X knn_ci_delta=D knn_ti_delta=E
 
+A run that fails (diverged training, an unreadable folder) is listed with its error and the
+sweep goes on (exit 1): a seed whose LUMP run failed is left out, a candidate that failed in a
+seed is not eligible.
+
 Usage:
     python experiments/tune_freeze.py [--config FILE] [--set key=value ...]
         [--candidate "freeze.stability=0.99"] ... [--seeds 0 1 2] [--tolerance 0.3] [--output DIR]
@@ -25,19 +29,25 @@ import json
 import sys
 from pathlib import Path
 from statistics import mean
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from avalanche_freeze.run.config import ConfigError, ExperimentConfig
-from avalanche_freeze.run.experiment import run_or_reuse
+from avalanche_freeze.run.experiment import RUN_FAILURES, run_or_reuse
 from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
 from avalanche_freeze.analysis.results import format_table, paired_deltas
 
 DEFAULT_CANDIDATES = ("freeze.stability=0.99", "freeze.stability=0.995", "freeze.stability=0.998")
 
 
-def _run(files, overrides: List[str], label: str, output: Path) -> Dict:
+def _run(files, overrides: List[str], label: str, output: Path, failed: List[str]) -> Optional[Dict]:
+    """The run's results, or None when it fails (recorded in ``failed``; the sweep goes on)."""
     cfg = ExperimentConfig.from_sources(files=files, overrides=overrides)
-    return run_or_reuse(cfg, output / label / f"seed{cfg.seed}")
+    try:
+        return run_or_reuse(cfg, output / label / f"seed{cfg.seed}")
+    except RUN_FAILURES as exc:
+        failed.append(f"{label} seed {cfg.seed}: {exc}")
+        print(f"tune_freeze: {label} seed {cfg.seed} FAILED: {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def shortfall(acc: Dict[str, float], fgt: Dict[str, float]) -> float:
@@ -70,14 +80,22 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"tune_freeze: error: {exc}", file=sys.stderr)
         return 2
-    lumps, results = {}, {}
+    lumps, results, failed = {}, {}, []
     for seed in seeds:  # seed by seed, so that an interrupted sweep has compared every candidate
-        lumps[seed] = _run(args.config, base + ["strategy=lump", f"seed={seed}"], "lump", args.output)
+        lumps[seed] = _run(args.config, base + ["strategy=lump", f"seed={seed}"], "lump", args.output, failed)
         for c in candidates:
             results[c, seed] = _run(args.config, base + c.split(",") + ["strategy=lump_freeze", f"seed={seed}"],
-                                    "rule_" + c.replace("=", "-"), args.output)
+                                    "rule_" + c.replace("=", "-"), args.output, failed)
+    seeds = [seed for seed in seeds if lumps[seed] is not None]  # a seed without LUMP has nothing to compare with
+    if not seeds:
+        print("tune_freeze: no seed's LUMP run finished:\n" + "\n".join(failed), file=sys.stderr)
+        return 1
     rows, eligible, closest = [], [], []
     for c in candidates:
+        broken = [seed for seed in seeds if results[c, seed] is None]
+        if broken:  # a candidate that fails in a seed is not eligible, whatever the others show
+            rows.append([c, *["-"] * 6, f"FAILED (seed {broken[0]})", "no"])
+            continue
         per_seed = [(paired_deltas(lumps[seed], results[c, seed]), results[c, seed]) for seed in seeds]
         ratio = mean(d[0] for d, _ in per_seed)
         acc = {k: mean(d[1][k] for d, _ in per_seed) for k in PROTOCOLS}
@@ -92,17 +110,21 @@ def main(argv=None) -> int:
         closest.append((shortfall(acc, fgt), c))
     print(format_table(["candidate", "bwd FLOPs ratio", "d acc CI", "d acc TI", "d fgt CI", "d fgt TI",
                         "frozen blocks/task", "seeds within", "within tolerance"], rows))
+    for failure in failed:
+        print(f"FAILED: {failure}")
     if eligible:
         ratio, choice, acc = max(eligible)
         line = (f"chosen={choice} backward_flops_ratio={ratio:.3f} "
                 f"knn_ci_delta={acc['knn_ci']:.2f} knn_ti_delta={acc['knn_ti']:.2f}")
+    elif not closest:
+        line = "chosen=none (every candidate failed in a seed)"
     else:
         worst, nearest = min(closest)
         line = (f"chosen=none (no candidate within tolerance of LUMP on the validation split; "
                 f"closest={nearest}, {worst:.2f} points beyond LUMP)")
     (args.output / "tune.json").write_text(json.dumps({"seeds": seeds, "rows": rows, "line": line}, indent=2))
     print(line)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from avalanche.logging import InteractiveLogger, TextLogger
 from avalanche.training.plugins import EvaluationPlugin
 
 from ..backbones import CifarResNet18
-from ..benchmarks import SSLBenchmark, make_benchmark
+from ..benchmarks import DatasetError, SSLBenchmark, make_benchmark
 from .checkpoint import (
     CHECKPOINT_NAME,
     CheckpointError,
@@ -53,7 +53,7 @@ from ..distributed import barrier, gather_from_all, is_main_process, per_process
 from ..device_loss import device_loss_metrics
 from ..efficiency import EfficiencyMetrics
 from ..evaluation import PROTOCOLS, ProbeAccuracy, probe_accuracy_metrics
-from ..health import TrainingHealthPlugin
+from ..health import TrainingHealthError, TrainingHealthPlugin
 from .output_lock import OutputLock
 from ..freezing.config import FreezeConfig
 from ..probes import make_probe
@@ -65,7 +65,8 @@ from ..seeding import rng_state, seed_everything, set_rng_state
 from ..strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
-__all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "ExperimentRun", "RunStatus", "config_differences",
+__all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "RUN_FAILURES", "ExperimentRun", "RunStatus",
+           "config_differences",
            "TaskLogger", "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
@@ -461,6 +462,11 @@ def run_status(cfg: ExperimentConfig, output_dir: Path) -> Tuple[RunStatus, List
     if diff:
         return RunStatus.OTHER, diff
     return (RunStatus.FINISHED if (output_dir / "results.json").is_file() else RunStatus.INTERRUPTED), []
+
+
+#: The errors that end one run of an experiment script (diverged training, an unreadable run folder,
+#: missing data, a full disk): the script records the run as failed, with the error, and goes on.
+RUN_FAILURES = (TrainingHealthError, CheckpointError, DatasetError, OSError)
 
 
 def run_or_reuse(cfg: ExperimentConfig, output_dir: Path, *, verbose: bool = False,

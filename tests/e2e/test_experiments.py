@@ -277,7 +277,7 @@ def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(t
 
     outcome = {"lump": lump, "rule_freeze.stability-0.99": shifted(2.0, 0.5, 150.0),
                "rule_freeze.stability-0.999": shifted(0.4, 0.9, 250.0)}
-    monkeypatch.setattr(tune, "_run", lambda files, overrides, label, output: outcome[label])
+    monkeypatch.setattr(tune, "_run", lambda files, overrides, label, output, failed: outcome[label])
     argv = ["--candidate", "freeze.stability=0.99", "--candidate", "freeze.stability=0.999", "--output", str(tmp_path)]
     assert tune.main(argv) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
@@ -286,6 +286,52 @@ def test_tune_freeze_names_the_closest_candidate_when_none_is_within_tolerance(t
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [0]  # the configured seed
     assert tune.main([*argv, "--set", "seed=3"]) == 0
     assert json.loads((tmp_path / "tune.json").read_text())["seeds"] == [3]
+
+
+def test_tune_freeze_records_a_failed_run_and_goes_on(tmp_path, monkeypatch, capsys):
+    """A candidate that diverges in seed 1 is listed as failed and not chosen; the other candidate is."""
+    from avalanche_freeze.health import TrainingHealthError
+
+    tune = _load("tune_freeze")
+    lump = {"efficiency_total": {"BwdFLOPs_Exp": 300.0}, "avg_acc": {"knn_ci": 0.6, "knn_ti": 0.9},
+            "forgetting_max": {"knn_ci": 0.1, "knn_ti": 0.0}, "efficiency": []}
+    cheap = {**lump, "efficiency_total": {"BwdFLOPs_Exp": 100.0}}
+    safe = {**lump, "efficiency_total": {"BwdFLOPs_Exp": 250.0}}
+
+    def run_or_reuse(cfg, folder):
+        if cfg.strategy == "lump_freeze" and cfg.freeze.stability == 0.99 and cfg.seed == 1:
+            raise TrainingHealthError("non-finite loss (inf) at task 0, epoch 0, iteration 3")
+        return lump if cfg.strategy == "lump" else cheap if cfg.freeze.stability == 0.99 else safe
+
+    monkeypatch.setattr(tune, "run_or_reuse", run_or_reuse)
+    argv = ["--seeds", "0", "1", "--candidate", "freeze.stability=0.99", "--candidate", "freeze.stability=0.999",
+            "--output", str(tmp_path)]
+    assert tune.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "rule_freeze.stability-0.99 seed 1 FAILED: non-finite loss" in captured.err
+    assert "FAILED: rule_freeze.stability-0.99 seed 1: non-finite loss" in captured.out
+    assert "FAILED (seed 1)" in captured.out
+    assert captured.out.strip().splitlines()[-1].startswith("chosen=freeze.stability=0.999 backward_flops_ratio=1.200")
+
+
+def test_augment_backends_records_a_failed_run_and_pairs_the_rest(tmp_path, monkeypatch, capsys):
+    from avalanche_freeze.health import TrainingHealthError
+
+    compare = _load("augment_backends")
+
+    def run_or_reuse(cfg, folder):
+        if cfg.augment.backend == "batched" and cfg.seed == 1:
+            raise TrainingHealthError("non-finite loss (inf) at task 0, epoch 0, iteration 3")
+        gain = 0.02 if cfg.augment.backend == "batched" else 0.0
+        return {"avg_acc": {"knn_ci": 0.5 + gain, "knn_ti": 0.8 + gain}}
+
+    monkeypatch.setattr(compare, "run_or_reuse", run_or_reuse)
+    assert compare.main(["--seeds", "0", "1", "--output", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert "batched seed 1 FAILED: non-finite loss" in captured.err
+    assert "FAILED (its seed is left out): batched seed 1: non-finite loss" in captured.out
+    assert captured.out.strip().splitlines()[-1] == "batched_minus_kornia_knn_ci=+2.00+-0.00 " \
+        "batched_minus_kornia_knn_ti=+2.00+-0.00 seeds=1"
 
 
 def test_score_discrimination_scores_each_presentation_and_counts_separated_seeds(fmnist_available, capsys):

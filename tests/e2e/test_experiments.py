@@ -334,6 +334,25 @@ def test_augment_backends_records_a_failed_run_and_pairs_the_rest(tmp_path, monk
         "batched_minus_kornia_knn_ti=+2.00+-0.00 seeds=1"
 
 
+def test_ssl_lr_records_the_rates_at_which_every_seed_trains(tmp_path, fmnist_available, capsys):
+    """A rate at which the run diverges is recorded as failed with its reason; the best is chosen among
+    the rates at which every seed trained; finished runs are reused."""
+    script = _load("ssl_lr")
+    argv = ["--methods", "simsiam", "--lrs", "0.03", "1e30", "--seeds", "0", "--output", str(tmp_path), *_sets()]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"simsiam\s+1e\+30\s+0/1 .* seed 0: non-finite loss", out)
+    assert re.search(r"simsiam\s+0.03\s+1/1\s+\d", out)
+    assert re.fullmatch(r"ssl_lr method=simsiam trained_at=\[0.03\] best=0.03 knn_ci=\d+\.\d\d",
+                        out.strip().splitlines()[-1])
+    finished = tmp_path / "lr0.03" / "simsiam" / "lump" / "seed0" / "results.json"
+    config = json.loads(finished.read_text())["config"]
+    assert config["train"]["lr"] == 0.03 and config["data"]["eval_split"] == "validation"
+    stamp = finished.stat().st_mtime_ns
+    assert script.main([*argv[:-len(_sets())], "--report-only", *_sets()]) == 0
+    assert finished.stat().st_mtime_ns == stamp and "best=0.03" in capsys.readouterr().out
+
+
 def test_score_discrimination_scores_each_presentation_and_counts_separated_seeds(fmnist_available, capsys):
     script = _load("score_discrimination")
     sets = ["--set", "train.epochs=1", "--set", "data.max_train_per_task=128", "--set", "data.max_test_per_task=64",

@@ -119,6 +119,7 @@ def test_an_unset_learning_rate_is_the_ssl_methods_own(monkeypatch):
     monkeypatch.setitem(base._REGISTRY, "slow_simsiam", SlowSimSiam)
     monkeypatch.setitem(base._REGISTRY, "slow_factory", slow_factory)
     assert recommended_lr("simsiam") == DEFAULT_LR == 0.06
+    assert ExperimentConfig.from_sources(overrides=["ssl.name=vicreg"]).train.lr == recommended_lr("vicreg") == 0.045
     assert recommended_lr("slow_simsiam") == 0.015 and recommended_lr("slow_factory") == 0.02
     for sets, lr in [(["ssl.name=slow_simsiam"], 0.015), (["ssl.name=slow_simsiam", "train.lr=null"], 0.015),
                      (["ssl.name=slow_simsiam", "train.lr=0.1"], 0.1), (["ssl.name=slow_factory"], 0.02),

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from avalanche_freeze.analysis.results import format_table
+from avalanche_freeze.run.grid import copy_finished_runs
 from avalanche_freeze.analysis.stats import PairedInterval, format_spread, paired_interval
 
 HERE = Path(__file__).resolve().parent
@@ -52,23 +52,11 @@ ARCHIVE = HERE / "results" / "confirmation"
 ARMS = {"lump": "lump", "rule": "lump_freeze", "fixed3": "fixed3", "tau0": "tau0"}
 
 
-def copy_results(source: Path, target: Path) -> int:
-    """Copy every ``results.json`` under ``source`` that ``target`` lacks, keeping the layout; returns how many."""
-    copied = 0
-    for path in sorted(source.rglob("results.json")):
-        dest = target / path.relative_to(source)
-        if not dest.exists():
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, dest)
-            copied += 1
-    return copied
-
-
 def run_stream(stream: str, seeds: Sequence[int], output: Path, archive: Path = ARCHIVE) -> int:
     """Train (or reuse) every arm of ``stream`` for ``seeds``, seed by seed, method by method; finished
     runs are copied from ``archive`` first and to it after each (method, seed)."""
     transforms = "[" + ",".join(STREAMS[stream]) + "]"
-    copy_results(archive / stream, output / stream)
+    copy_finished_runs(archive / stream, output / stream)
     for seed in seeds:
         for ssl in SSL_METHODS:
             cmd = [sys.executable, str(HERE / "bench_freeze.py"), "--config", str(CONFIG),
@@ -77,7 +65,7 @@ def run_stream(stream: str, seeds: Sequence[int], output: Path, archive: Path = 
                    "--ablations", "tau0", "--output", str(output / stream)]
             print(f"confirmation: stream {stream}, {ssl}, seed {seed}", flush=True)
             rc = subprocess.call(cmd, stdout=subprocess.DEVNULL)
-            copy_results(output / stream, archive / stream)
+            copy_finished_runs(output / stream, archive / stream)
             if rc:
                 return rc
     return 0
@@ -220,7 +208,7 @@ def main(argv=None) -> int:
     if args.command == "run":
         return run_stream(args.stream, args.seeds, args.output)
     if args.command == "archive":
-        print(f"confirmation: {copy_results(args.output, ARCHIVE)} results copied to {ARCHIVE}")
+        print(f"confirmation: {copy_finished_runs(args.output, ARCHIVE)} results copied to {ARCHIVE}")
         return 0
     summaries = [s for s in (stream_summary(args.output, stream) for stream in STREAMS) if s]
     if not summaries:

@@ -12,11 +12,16 @@ trained), then one line per method:
 
 ``best`` is the rate with the highest mean validation kNN CI accuracy among the rates at which
 every seed trained (``none`` when there is no such rate). Run folders:
-``OUTPUT/lrLR/METHOD/STRATEGY/seedN``.
+``OUTPUT/lrLR/METHOD/STRATEGY/seedN``. With ``--archive DIR`` the finished runs' ``results.json``
+(and the ``log.txt`` of failed runs, which names the error) are copied there after each rate
+(with ``--report-only``: what is on disk) and copied back into ``OUTPUT`` first, so a fresh
+checkout reuses what is in the repository (``experiments/results/ssl_lr``) and trains only what
+is missing.
 
 Usage:
     python experiments/ssl_lr.py [--methods vicreg simsiam ...] [--lrs 0.06 0.03] [--seeds 0 1 2 3 4]
-        [--config FILE] [--set key=value ...] [--strategy lump] [--output runs/ssl_lr] [--report-only]
+        [--config FILE] [--set key=value ...] [--strategy lump] [--output runs/ssl_lr] [--archive DIR]
+        [--report-only]
 """
 
 from __future__ import annotations
@@ -24,13 +29,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shutil
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Dict, List, Optional, Tuple
 
 from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
 from avalanche_freeze.analysis.results import format_table
-from avalanche_freeze.run.grid import GridSpec, run_grid
+from avalanche_freeze.run.grid import GridSpec, copy_finished_runs, run_grid
 from avalanche_freeze.ssl import available_ssl_methods
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,6 +74,16 @@ def _read(folder: Path) -> Tuple[Optional[Dict[str, float]], Optional[str]]:
         if lines:
             return None, lines[-1].split(": ", 2)[-1][:90]
     return None, "not run or not finished"
+
+
+def _copy_failure_logs(source: Path, target: Path) -> None:
+    """The ``log.txt`` of every run under ``source`` that failed (no results, a ``run failed`` line)."""
+    for log in sorted(source.rglob("log.txt")):
+        if not (log.parent / "results.json").exists() and "\nrun failed" in "\n" + log.read_text(errors="replace"):
+            dest = target / log.relative_to(source)
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(log, dest)
 
 
 def report(args) -> int:
@@ -115,6 +131,8 @@ def main(argv=None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--strategy", default="lump")
     p.add_argument("--output", type=Path, default=Path("runs/ssl_lr"))
+    p.add_argument("--archive", type=Path, default=None,
+                   help="copy finished runs (and failed runs' logs) from here first and to here after each rate")
     p.add_argument("--report-only", action="store_true", help="print the table of the runs on disk, train nothing")
     args = p.parse_args(argv)
     args.methods = args.methods or available_ssl_methods()
@@ -124,9 +142,17 @@ def main(argv=None) -> int:
     bad = [lr for lr in args.lrs if not (lr > 0 and math.isfinite(lr))]
     if bad:
         p.error(f"--lrs: {bad[0]!r} is not accepted; accepted: positive numbers")
-    if not args.report_only:
-        for lr in args.lrs:
-            run_grid(_grid(args, lr))
+    if args.archive is not None and args.archive.is_dir():
+        copy_finished_runs(args.archive, args.output)
+        _copy_failure_logs(args.archive, args.output)
+    for lr in [] if args.report_only else args.lrs:
+        run_grid(_grid(args, lr))
+        if args.archive is not None:
+            copy_finished_runs(args.output, args.archive)
+            _copy_failure_logs(args.output, args.archive)
+    if args.archive is not None and args.output.is_dir():  # --report-only too: archives what is on disk
+        copy_finished_runs(args.output, args.archive)
+        _copy_failure_logs(args.output, args.archive)
     return report(args)
 
 

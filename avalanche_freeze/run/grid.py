@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from .recipes import available_strategies, check_config, strategy_kind
 from .wandb_logging import make_wandb_logger
 from ..ssl import available_ssl_methods
 
-__all__ = ["GridRun", "GridSpec", "SUPERVISED_FOLDER", "run_grid"]
+__all__ = ["GridRun", "GridSpec", "SUPERVISED_FOLDER", "copy_finished_runs", "run_grid"]
 
 #: The folder of the supervised runs (they do not depend on the SSL method).
 SUPERVISED_FOLDER = "supervised"
@@ -208,3 +209,26 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
         outcome[kind].append(run)
         echo(f"{prefix}: {kind} in {time.perf_counter() - start:.0f} s ({_accuracy_note(results)})")
     return outcome
+
+
+def copy_finished_runs(source: Path, target: Path) -> int:
+    """Copy the ``results.json`` of every finished run under ``source`` to the same place under
+    ``target`` where ``target`` lacks it (an existing copy is left as it is); returns how many.
+
+    A finished run's ``results.json`` holds its configuration, so a grid or experiment script
+    pointed at ``target`` reuses it instead of training again: the way finished runs travel with a
+    repository (``experiments/results/...``) to a fresh checkout, small and resumable.
+
+    Parameters:
+        source: a folder of run folders (any depth).
+        target: where the copies go (created as needed).
+    """
+    copied = 0
+    for path in sorted(Path(source).rglob("results.json")):
+        dest = Path(target) / path.relative_to(source)
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, dest)
+            copied += 1
+    return copied
+

@@ -338,19 +338,31 @@ def test_ssl_lr_records_the_rates_at_which_every_seed_trains(tmp_path, fmnist_av
     """A rate at which the run diverges is recorded as failed with its reason; the best is chosen among
     the rates at which every seed trained; finished runs are reused."""
     script = _load("ssl_lr")
-    argv = ["--methods", "simsiam", "--lrs", "0.03", "1e30", "--seeds", "0", "--output", str(tmp_path), *_sets()]
+    archive = tmp_path / "archive"
+    argv = ["--methods", "simsiam", "--lrs", "0.03", "1e30", "--seeds", "0", "--output", str(tmp_path / "runs"),
+            "--archive", str(archive), *_sets()]
     assert script.main(argv) == 0
     out = capsys.readouterr().out
     assert re.search(r"simsiam\s+1e\+30\s+0/1 .* seed 0: non-finite loss", out)
     assert re.search(r"simsiam\s+0.03\s+1/1\s+\d", out)
     assert re.fullmatch(r"ssl_lr method=simsiam trained_at=\[0.03\] best=0.03 knn_ci=\d+\.\d\d",
                         out.strip().splitlines()[-1])
-    finished = tmp_path / "lr0.03" / "simsiam" / "lump" / "seed0" / "results.json"
+    finished = tmp_path / "runs" / "lr0.03" / "simsiam" / "lump" / "seed0" / "results.json"
     config = json.loads(finished.read_text())["config"]
     assert config["train"]["lr"] == 0.03 and config["data"]["eval_split"] == "validation"
-    stamp = finished.stat().st_mtime_ns
-    assert script.main([*argv[:-len(_sets())], "--report-only", *_sets()]) == 0
-    assert finished.stat().st_mtime_ns == stamp and "best=0.03" in capsys.readouterr().out
+    # the archive holds the finished run's results and the failed run's log, nothing else
+    assert sorted(str(p.relative_to(archive)) for p in archive.rglob("*") if p.is_file()) == [
+        "lr0.03/simsiam/lump/seed0/results.json", "lr1e+30/simsiam/lump/seed0/log.txt"]
+    # a fresh output folder: the archive's runs are reused (not trained again) and the failure still named
+    fresh = [a if a != str(tmp_path / "runs") else str(tmp_path / "fresh") for a in argv]
+    assert script.main([*fresh[:-len(_sets())], "--lrs", "0.03", "1e30", "--report-only", *_sets()]) == 0
+    again = capsys.readouterr().out
+    assert "best=0.03" in again and re.search(r"seed 0: non-finite loss", again)
+    copied = tmp_path / "fresh" / "lr0.03" / "simsiam" / "lump" / "seed0" / "results.json"
+    assert copied.read_text() == finished.read_text()
+    stamp = copied.stat().st_mtime_ns
+    assert script.main([*fresh[:-len(_sets())], "--lrs", "0.03", *_sets()]) == 0  # reused, not re-trained
+    assert copied.stat().st_mtime_ns == stamp and "finished before, reused" in capsys.readouterr().out
 
 
 def test_score_discrimination_scores_each_presentation_and_counts_separated_seeds(fmnist_available, capsys):
@@ -442,13 +454,13 @@ def test_confirmation_copies_finished_results_both_ways_and_never_overwrites(tmp
     (run / "results.json").write_text("{}")
     (run / "checkpoint.pt").write_text("not copied")
     archive = tmp_path / "archive"
-    assert conf.copy_results(tmp_path / "runs", archive) == 1
+    assert conf.copy_finished_runs(tmp_path / "runs", archive) == 1
     assert [p.relative_to(archive).as_posix() for p in archive.rglob("*") if p.is_file()] == [
         "A/simsiam/e3/lump/seed1000/results.json"]
     (archive / "A" / "simsiam" / "e3" / "lump" / "seed1000" / "results.json").write_text('{"kept": 1}')
-    assert conf.copy_results(tmp_path / "runs", archive) == 0  # an existing copy is left as it is
+    assert conf.copy_finished_runs(tmp_path / "runs", archive) == 0  # an existing copy is left as it is
     fresh = tmp_path / "fresh"
-    assert conf.copy_results(archive, fresh) == 1
+    assert conf.copy_finished_runs(archive, fresh) == 1
     assert (fresh / "A" / "simsiam" / "e3" / "lump" / "seed1000" / "results.json").read_text() == '{"kept": 1}'
 
 

@@ -72,7 +72,7 @@ def _read(folder: Path) -> Tuple[Optional[Dict[str, float]], Optional[str]]:
     if log.is_file():
         lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("run failed")]
         if lines:
-            return None, lines[-1].split(": ", 2)[-1][:90]
+            return None, lines[-1].split(": ", 2)[-1].split("; ")[0][:100]  # the error, without its advice
     return None, "not run or not finished"
 
 

@@ -225,8 +225,8 @@ def _proxies(args) -> int:
                       {b: median(cell, b, "python_calls") for b in (half, args.batch_size)}, batch=args.batch_size),
                   "host_ms_per_iter": median(cell, args.batch_size, "host_ms"),
                   "device_busy_fraction": median(cell, args.batch_size, "device_busy")}
-        rows.append([*cell, *(f"{v:.0f}" if k not in ("host_ms_per_iter", "device_busy_fraction") else
-                              f"{v:.1f}" if k == "host_ms_per_iter" else f"{v:.2f}" for k, v in values.items())])
+        digits = {"host_ms_per_iter": 1, "device_busy_fraction": 2}  # counts: none
+        rows.append([*cell, *(f"{v:.{digits.get(k, 0)}f}" for k, v in values.items())])
         # the first backend's keys are the arm's name alone (as before the backends were added)
         name = cell[1] if cell[0] == args.augment_backends[0] else f"{cell[1]}@{cell[0]}"
         parts += [f"{name}.{k}={v:.2f}" if k == "device_busy_fraction" else f"{name}.{k}={v:.1f}"

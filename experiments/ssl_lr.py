@@ -29,13 +29,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
 from pathlib import Path
 from statistics import mean, stdev
 from typing import Dict, List, Optional, Tuple
 
 from avalanche_freeze.analysis.results import KNN_PROTOCOLS as PROTOCOLS
 from avalanche_freeze.analysis.results import format_table
+from avalanche_freeze.run.experiment import logged_failure
 from avalanche_freeze.run.grid import GridSpec, copy_finished_runs, run_grid
 from avalanche_freeze.ssl import available_ssl_methods
 
@@ -68,22 +68,10 @@ def _read(folder: Path) -> Tuple[Optional[Dict[str, float]], Optional[str]]:
             return {k: 100 * avg[k] for k in PROTOCOLS if avg.get(k) is not None}, None
         except (OSError, ValueError, AttributeError) as exc:
             return None, f"unreadable results.json ({exc})"
-    log = folder / "log.txt"
-    if log.is_file():
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith("run failed")]
-        if lines:
-            return None, lines[-1].split(": ", 2)[-1].split("; ")[0][:100]  # the error, without its advice
+    failure = logged_failure(folder)
+    if failure is not None:
+        return None, failure.split(": ", 1)[-1].split("; ")[0][:100]  # the message, without its advice
     return None, "not run or not finished"
-
-
-def _copy_failure_logs(source: Path, target: Path) -> None:
-    """The ``log.txt`` of every run under ``source`` that failed (no results, a ``run failed`` line)."""
-    for log in sorted(source.rglob("log.txt")):
-        if not (log.parent / "results.json").exists() and "\nrun failed" in "\n" + log.read_text(errors="replace"):
-            dest = target / log.relative_to(source)
-            if not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(log, dest)
 
 
 def report(args) -> int:
@@ -143,16 +131,13 @@ def main(argv=None) -> int:
     if bad:
         p.error(f"--lrs: {bad[0]!r} is not accepted; accepted: positive numbers")
     if args.archive is not None and args.archive.is_dir():
-        copy_finished_runs(args.archive, args.output)
-        _copy_failure_logs(args.archive, args.output)
+        copy_finished_runs(args.archive, args.output, failure_logs=True)
     for lr in [] if args.report_only else args.lrs:
         run_grid(_grid(args, lr))
         if args.archive is not None:
-            copy_finished_runs(args.output, args.archive)
-            _copy_failure_logs(args.output, args.archive)
+            copy_finished_runs(args.output, args.archive, failure_logs=True)
     if args.archive is not None and args.output.is_dir():  # --report-only too: archives what is on disk
-        copy_finished_runs(args.output, args.archive)
-        _copy_failure_logs(args.output, args.archive)
+        copy_finished_runs(args.output, args.archive, failure_logs=True)
     return report(args)
 
 

@@ -67,7 +67,7 @@ from .supervised import SupervisedModel, build_supervised_strategy, restore_supe
 
 __all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "RUN_FAILURES", "ExperimentRun", "RunStatus",
            "config_differences",
-           "TaskLogger", "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
+           "TaskLogger", "logged_failure", "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).
@@ -351,11 +351,12 @@ class ExperimentRun:
                 raise
 
     def _log_failure(self, exc: BaseException) -> None:
-        """Append ``run failed at task N: <error>`` to the run's ``log.txt`` (nothing if it has none)."""
+        """Append ``run failed at task N: <error>`` to the run's ``log.txt`` (nothing if it has none;
+        :func:`logged_failure` reads it back)."""
         log = self.output_dir / "log.txt"
         if log.is_file():
             with open(log, "a", encoding="utf-8") as stream:
-                stream.write(f"run failed at task {self.next_task}: {type(exc).__name__}: {exc}\n")
+                stream.write(f"{_FAILURE_LINE} at task {self.next_task}: {type(exc).__name__}: {exc}\n")
 
     def _run(self, stop_after: Optional[int]) -> Dict[str, Any]:
         bench = self.benchmark.benchmark
@@ -462,6 +463,23 @@ def run_status(cfg: ExperimentConfig, output_dir: Path) -> Tuple[RunStatus, List
     if diff:
         return RunStatus.OTHER, diff
     return (RunStatus.FINISHED if (output_dir / "results.json").is_file() else RunStatus.INTERRUPTED), []
+
+
+_FAILURE_LINE = "run failed"
+
+
+def logged_failure(output_dir: Path) -> Optional[str]:
+    """The error a failed run wrote last into its ``log.txt`` (``<ErrorType>: <message>``), or None
+    when the folder holds no such line (a finished, interrupted or never started run).
+
+    Parameters:
+        output_dir: the run's folder.
+    """
+    log = Path(output_dir) / "log.txt"
+    if not log.is_file():
+        return None
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.startswith(_FAILURE_LINE)]
+    return lines[-1].split(": ", 1)[1] if lines else None
 
 
 #: The errors that end one run of an experiment script (diverged training, an unreadable run folder,

@@ -35,7 +35,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .checkpoint import CheckpointError
 from .config import ConfigError, ExperimentConfig, load_yaml
-from .experiment import ExperimentRun, RunStatus, run_status
+from .experiment import ExperimentRun, RunStatus, logged_failure, run_status
 from .output_lock import OutputLock
 from .recipes import available_strategies, check_config, strategy_kind
 from .wandb_logging import make_wandb_logger
@@ -211,7 +211,7 @@ def run_grid(spec: GridSpec, *, wandb: bool = False, verbose: bool = False,
     return outcome
 
 
-def copy_finished_runs(source: Path, target: Path) -> int:
+def copy_finished_runs(source: Path, target: Path, *, failure_logs: bool = False) -> int:
     """Copy the ``results.json`` of every finished run under ``source`` to the same place under
     ``target`` where ``target`` lacks it (an existing copy is left as it is); returns how many.
 
@@ -222,13 +222,19 @@ def copy_finished_runs(source: Path, target: Path) -> int:
     Parameters:
         source: a folder of run folders (any depth).
         target: where the copies go (created as needed).
+        failure_logs: also copy the ``log.txt`` of every run that failed (no results, a
+            :func:`~avalanche_freeze.run.experiment.logged_failure`), so the reason travels too.
     """
+    source, target = Path(source), Path(target)
+    files = sorted(source.rglob("results.json"))
+    if failure_logs:
+        files += [log for log in sorted(source.rglob("log.txt"))
+                  if not (log.parent / "results.json").exists() and logged_failure(log.parent) is not None]
     copied = 0
-    for path in sorted(Path(source).rglob("results.json")):
-        dest = Path(target) / path.relative_to(source)
+    for path in files:
+        dest = target / path.relative_to(source)
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, dest)
             copied += 1
     return copied
-

@@ -115,3 +115,7 @@ def test_failed_run_says_why_in_its_log(tmp_path, fmnist_available):
         ExperimentRun.build(cfg, tmp_path / "r", verbose=False).run()
     last = (tmp_path / "r" / "log.txt").read_text().splitlines()[-1]
     assert last.startswith("run failed at task 0: TrainingHealthError: non-finite loss")
+    from avalanche_freeze.run.experiment import logged_failure
+
+    assert logged_failure(tmp_path / "r").startswith("TrainingHealthError: non-finite loss")
+    assert logged_failure(tmp_path / "absent") is None

@@ -19,13 +19,15 @@ def test_busy_fraction_counts_overlaps_once_and_cuts_at_the_window():
 
 
 def test_profiled_window_is_busy_while_ops_run_and_idle_while_the_host_sleeps():
-    a = torch.ones(384, 384)
-    with DeviceBusyProfiler("cpu") as busy:
-        for _ in range(10):
+    a = torch.ones(1024, 1024)
+    with DeviceBusyProfiler("cpu"):  # the profiler's first start in a process costs set-up time
+        a @ a
+    with DeviceBusyProfiler("cpu") as busy:  # ops long enough (tens of ms) that bookkeeping is small
+        for _ in range(6):
             a @ a
     with DeviceBusyProfiler("cpu") as idle:
         for _ in range(4):
-            a @ a
+            a[:384, :384] @ a[:384, :384]  # a few ms of ops
             time.sleep(0.05)  # the host's own work: the device waits
     assert busy.fraction > 0.8
     assert idle.fraction < 0.5

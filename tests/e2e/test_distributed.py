@@ -153,11 +153,19 @@ FREEZING = ("--strategy", "lump_freeze", "--set", "data.n_experiences=2", "--set
             "--set", "freeze.max_frozen_share=0.3")
 
 
-def test_torchrun_two_processes_train_lump_freeze(tmp_path, fmnist_available):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def freezing_run(tmp_path_factory, fmnist_available):
+    """One uninterrupted two-process ``lump_freeze`` launch (two tasks, freezing in the second): checked
+    on its own, and the reference of the killed-and-resumed and the two-node launches."""
+    out = tmp_path_factory.mktemp("torchrun") / "reference"
     proc = _torchrun(out, *FREEZING)
     stdout, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, stdout
+    return out, stdout
+
+
+def test_torchrun_two_processes_train_lump_freeze(freezing_run):
+    out, stdout = freezing_run
     assert stdout.count("accuracy matrix [knn_ci]") == 1  # process 0 prints, once
     assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "log.txt", "results.json"]
     r = json.loads((out / "results.json").read_text())
@@ -177,14 +185,10 @@ def test_torchrun_refuses_plugins_without_distributed_support(tmp_path, fmnist_a
     assert "CaSSLePlugin do not support distributed training" in stdout
 
 
-def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmnist_available):
+def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, freezing_run):
     # two tasks: killed after the first one's checkpoint, the resumed run freezes in the second
-    common = ("--strategy", "lump_freeze", "--set", "freeze.tau=0.0", "--set", "freeze.max_frozen_share=0.3",
-              "--set", "data.n_experiences=2")
-    reference = _torchrun(tmp_path / "reference", *common)
-    stdout, _ = reference.communicate(timeout=600)
-    assert reference.returncode == 0, stdout
-    killed = _torchrun(tmp_path / "killed", *common)
+    reference, _ = freezing_run
+    killed = _torchrun(tmp_path / "killed", *FREEZING)
     checkpoint = tmp_path / "killed" / "checkpoint.pt"
     deadline = time.time() + 300
     while not checkpoint.exists() and killed.poll() is None and time.time() < deadline:
@@ -196,10 +200,10 @@ def test_torchrun_killed_run_resumes_to_the_uninterrupted_results(tmp_path, fmni
         os.killpg(killed.pid, signal.SIGKILL)
         killed.communicate(timeout=60)
     assert not (tmp_path / "killed" / "results.json").exists(), "the run ended before it was killed"
-    resumed = _torchrun(tmp_path / "killed", "--resume", *common)
+    resumed = _torchrun(tmp_path / "killed", "--resume", *FREEZING)
     stdout, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, stdout
-    a = json.loads((tmp_path / "reference" / "results.json").read_text())
+    a = json.loads((reference / "results.json").read_text())
     b = json.loads((tmp_path / "killed" / "results.json").read_text())
     assert b["acc_matrix"] == a["acc_matrix"]
     assert b["frozen_blocks_per_process"] == a["frozen_blocks_per_process"]
@@ -226,13 +230,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_two_node_launch_equals_a_one_node_two_process_run(tmp_path, fmnist_available):
-    """Two `torchrun --nnodes=2` launches on this machine (one process each, gloo) give the results of one
-    `torchrun --nproc_per_node=2` launch."""
-    common = ("--strategy", "lump", "--set", "data.n_experiences=2")
-    single = _torchrun(tmp_path / "single", *common)
-    out, _ = single.communicate(timeout=600)
-    assert single.returncode == 0, out
+def test_a_two_node_launch_equals_a_one_node_two_process_run(tmp_path, freezing_run):
+    """Two `torchrun --nnodes=2` launches on this machine (one process each, gloo) give the results, the
+    freezing decisions included, of one `torchrun --nproc_per_node=2` launch."""
+    single, _ = freezing_run
     port = _free_port()
     nodes = []
     for node in (0, 1):
@@ -241,12 +242,13 @@ def test_a_two_node_launch_equals_a_one_node_two_process_run(tmp_path, fmnist_av
                 "-m", "avalanche_freeze", "run", "--quiet", "--output", str(tmp_path / "nodes")]
         for item in TINY_SET:
             args += ["--set", item]
-        args += common  # after the tiny settings, as _torchrun puts them
+        args += FREEZING  # after the tiny settings, as _torchrun puts them
         nodes.append(subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                       env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True))
     outputs = [p.communicate(timeout=600)[0] for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], outputs
-    single_r = json.loads((tmp_path / "single" / "results.json").read_text())
+    single_r = json.loads((single / "results.json").read_text())
     nodes_r = json.loads((tmp_path / "nodes" / "results.json").read_text())
     assert nodes_r["processes"] == single_r["processes"] == 2
     assert nodes_r["acc_matrix"] == single_r["acc_matrix"]
+    assert nodes_r["frozen_blocks_per_process"] == single_r["frozen_blocks_per_process"]

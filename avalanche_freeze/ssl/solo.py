@@ -56,7 +56,7 @@ from torch import Tensor, nn
 from ..validation import ConfigError, check_like_default, not_accepted
 from .base import SSLMethod, SSLOutput, register_ssl_method
 
-__all__ = ["LinearWarmupCosineAnnealingLR", "SOLO_METHODS", "SoloMethod", "import_solo", "solo_available"]
+__all__ = ["LinearWarmupCosineAnnealingLR", "SOLO_METHODS", "SOLO_RECOMMENDED_LR", "SoloMethod", "import_solo", "solo_available"]
 
 #: solo-learn's options of each adapted method, with solo-learn's defaults (``proj_dim`` and
 #: ``pred_dim`` of the ``ssl`` section set the hidden widths of the projector and predictor).
@@ -70,6 +70,12 @@ SOLO_METHODS: Dict[str, Dict[str, Any]] = {
              "student_temperature": 0.1, "teacher_temperature": 0.07, "base_tau_momentum": 0.99},
     "mocov2plus": {"proj_output_dim": 128, "temperature": 0.1, "queue_size": 65536, "base_tau_momentum": 0.99},
 }
+#: ``train.lr`` of the adapted methods that need a rate of their own (the others take
+#: ``DEFAULT_LR``), chosen on the validation split with ``experiments/ssl_lr.py`` (docs/methods/ssl.md):
+#: VICReg's 25x-weighted terms diverged at 0.06 on seed 2 of 0-4; 0.045 and 0.03 trained every seed,
+#: 0.03 with the higher mean validation kNN accuracy.
+SOLO_RECOMMENDED_LR: Dict[str, float] = {"vicreg": 0.03}
+
 _CLASSES = {"simsiam": "SimSiam", "byol": "BYOL", "barlowtwins": "BarlowTwins", "vicreg": "VICReg",
             "simclr": "SimCLR", "dino": "DINO", "mocov2plus": "MoCoV2Plus"}
 _MOMENTUM = ("byol", "dino", "mocov2plus")
@@ -259,6 +265,7 @@ class SoloMethod(SSLMethod):
         super().__init__(feature_dim=feature_dim, projection_dim=int(settings["proj_output_dim"]))
         self.method = method
         self.name = f"solo:{method}"
+        self.recommended_lr = SOLO_RECOMMENDED_LR.get(method)  # None: the shared default
         self.solo = _build_solo_module(method, feature_dim=feature_dim, proj_dim=proj_dim, pred_dim=pred_dim,
                                        options=settings)
         self.projector = self.solo.head if method == "dino" else self.solo.projector
@@ -337,6 +344,7 @@ def _factory(method: str) -> Callable[..., SSLMethod]:
               for n in ("feature_dim", "backbone", "proj_dim", "pred_dim", *SOLO_METHODS[method])]
     build.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     build.__doc__ = f"solo-learn's {_CLASSES[method]} (options: {', '.join(SOLO_METHODS[method])})."
+    build.recommended_lr = SOLO_RECOMMENDED_LR.get(method)  # type: ignore[attr-defined]
     return build
 
 

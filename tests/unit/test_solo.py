@@ -30,6 +30,21 @@ def test_every_adapted_method_is_registered_and_the_registry_import_needs_no_lig
     assert imported is LinearWarmupCosineAnnealingLR
 
 
+def test_solo_vicreg_has_its_own_learning_rate_and_the_others_the_shared_one():
+    from avalanche_freeze.backbones import CifarResNet18
+    from avalanche_freeze.ssl import DEFAULT_LR, create_ssl_method, recommended_lr
+
+    assert recommended_lr("solo:vicreg") == 0.03
+    assert ExperimentConfig.from_sources(overrides=["ssl.name=solo:vicreg"]).train.lr == 0.03
+    assert ExperimentConfig.from_sources(overrides=["ssl.name=solo:vicreg", "train.lr=0.05"]).train.lr == 0.05
+    for method in sorted(set(SOLO_METHODS) - {"vicreg"}):
+        assert recommended_lr(f"solo:{method}") == DEFAULT_LR, method
+    net = CifarResNet18(width=0.125, in_channels=1)
+    built = create_ssl_method("solo:vicreg", feature_dim=net.feature_dim, backbone=net, proj_dim=32,
+                             proj_output_dim=16)
+    assert recommended_lr(built) == 0.03  # a built method (the Python API's ssl=...) carries it too
+
+
 @pytest.mark.parametrize("method", sorted(SOLO_METHODS))
 def test_solo_method_trains_two_tasks_with_lump_and_freezing(tiny_bench, method):
     options = dict(TINY, **{"dino": {"num_prototypes": 32}, "mocov2plus": {"queue_size": 48}}.get(method, {}))

@@ -9,7 +9,7 @@ as much compute as the rule did in the same seed, without looking at the data (s
 random prefix lengths (``random``). ``--fixed-prefix T:B`` adds, in the same cells and
 seeds, an arm that freezes the first B blocks from the start of task T (``fixedT_Bb``),
 whatever the rule froze: a fixed schedule at a chosen saving (e.g. the 1.3x target).
-``--controls fixed3 ...`` runs only the named controls.
+``--controls fixed3 ...`` runs only the named controls (``--controls`` alone: none of them).
 
 ``--ablations`` adds, in the same cells and seeds, the rule with one of its terms taken away, so
 that the report says which term decides (the ablation ladder): ``tau0`` (``freeze.tau=0``: no
@@ -283,8 +283,9 @@ def main(argv=None) -> int:
                         "(optionally of one SSL method only, e.g. simsiam:10)")
     p.add_argument("--control-seeds", nargs="+", type=int, default=None,
                    help="seeds of the controls (default: all of --seeds)")
-    p.add_argument("--controls", nargs="+", default=list(CONTROLS), choices=CONTROLS,
-                   help="which controls --controls-at runs (default: all)")
+    p.add_argument("--controls", nargs="*", default=list(CONTROLS), choices=CONTROLS,
+                   help="which controls --controls-at runs (default: all; no names: none, e.g. to run only "
+                        "--fixed-prefix or --ablations arms)")
     p.add_argument("--ablations", nargs="*", default=None, choices=sorted(ABLATIONS),
                    help="in the cells and seeds of the controls, also run the rule without one of its terms "
                         "(no names: all of tau0, no_gate, task_start)")

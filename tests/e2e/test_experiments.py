@@ -508,3 +508,41 @@ def test_augment_backends_pairs_each_seed_and_reuses_finished_runs(tmp_path, fmn
     assert compare.main(argv) == 0  # reused, not re-trained
     assert [p.stat().st_mtime_ns for p in runs] == stamps
     assert capsys.readouterr().out.strip().splitlines()[-1] == last
+
+
+def test_shifted_freeze_compares_a_frozen_prefix_with_lump_on_the_shifted_task(tmp_path, fmnist_available, capsys,
+                                                                                monkeypatch):
+    script, bench = _load("shifted_freeze"), _load("bench_freeze")
+    commands = []
+
+    def in_process(cmd, stdout=None):  # bench_freeze.py here, with the command line the script built
+        commands.append(cmd)
+        return bench.main(cmd[2:])
+
+    monkeypatch.setattr(script.subprocess, "call", in_process)
+    rule = ("freeze.tau=0", "freeze.decide_every=2", "freeze.max_frozen_share=0.3")
+    argv = ["--transforms", "invert", "--task", "2", "--blocks", "1", "--seeds", "0", "--epochs", "1",
+            "--output", str(tmp_path), *_sets(*rule)]
+    assert script.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "--fixed-prefix" in commands[0] and "2:1" in commands[0]
+    cell = tmp_path / "invert" / "simsiam" / "e1"
+    assert sorted(p.name for p in cell.iterdir()) == ["fixed2_1b", "lump", "lump_freeze"]  # no other control
+    runs = {arm: json.loads((cell / arm / "seed0" / "results.json").read_text())
+            for arm in ("lump", "lump_freeze", "fixed2_1b")}
+    for r in runs.values():  # task 2 inverted, evaluated on the validation split
+        assert r["config"]["data"]["task_transforms"] == ["none", "invert"]
+        assert r["config"]["data"]["eval_split"] == "validation"
+    assert [e["frozen_blocks"] for e in runs["fixed2_1b"]["efficiency"]] == [0, 1]
+    shifted = {arm: 100 * r["acc_matrix"]["knn_ci"][-1][1] for arm, r in runs.items()}
+    frozen_minus_lump = shifted["fixed2_1b"] - shifted["lump"]
+    assert f"shifted task, frozen - lump: {frozen_minus_lump:+.2f} (n=1)" in out
+    rule_blocks = runs["lump_freeze"]["efficiency"][1]["frozen_blocks"]
+    assert out.strip().splitlines()[-1] == (
+        f"shifted_freeze transform=invert frozen_minus_lump={frozen_minus_lump:+.2f} "
+        f"rule_minus_lump={shifted['lump_freeze'] - shifted['lump']:+.2f} rule_frozen_in_task={rule_blocks}")
+    assert script.main([*argv, "--report-only"]) == 0 and len(commands) == 1  # reads what is there, trains nothing
+    assert script.main([*argv, "--transforms", "blur"]) == 2
+    assert "--transforms 'blur' is not accepted; accepted: permute, invert, highpass" in capsys.readouterr().err
+    assert script.main([*argv, "--task", "3"]) == 2  # two tasks in this stream
+    assert "--task 3 is not accepted; accepted: 2 to 2" in capsys.readouterr().err

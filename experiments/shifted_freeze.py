@@ -13,8 +13,10 @@ epochs per task, seeds), with three arms on the same data and seeds:
   start of the shifted task on, whatever the data (``bench_freeze.py --fixed-prefix TASK:BLOCKS``).
 
 Runs are evaluated on the *validation* split (training images no run trains on). Prints, per
-transform, each arm's final class-incremental kNN accuracy on the shifted task and the average
-over tasks (mean +- std over seeds), the paired differences ``frozen - lump`` and ``rule - lump``
+transform, each arm's class-incremental kNN accuracy on the shifted task just after learning it
+(what the frozen units cost while it is learnt) and after the last task (what is kept), and the
+average over tasks after the last (mean +- std over seeds), the paired differences ``frozen -
+lump`` and ``rule - lump``
 (mean +- standard error, 95 % interval), the blocks the rule had frozen at the end of the shifted
 task per seed, and one line per transform:
 
@@ -86,6 +88,7 @@ def summarise(folder: Path, *, task: int, blocks: int, seeds: Sequence[int]) -> 
             continue
         rows.append({"seed": seed,
                      "shifted": {arm: 100 * r["acc_matrix"]["knn_ci"][-1][task - 1] for arm, r in runs.items()},
+                     "learnt": {arm: 100 * r["acc_matrix"]["knn_ci"][task - 1][task - 1] for arm, r in runs.items()},
                      "average": {arm: 100 * r["avg_acc"]["knn_ci"] for arm, r in runs.items()},
                      "rule_frozen": runs["rule"]["efficiency"][task - 1]["frozen_blocks"]})
     return {"seeds": rows} if rows else None
@@ -103,13 +106,14 @@ def report(transform: str, summary: Optional[Dict]) -> str:
         print("no seed has every arm finished")
         return f"shifted_freeze transform={transform} frozen_minus_lump=- rule_minus_lump=- rule_frozen_in_task=-"
     rows = summary["seeds"]
-    table = [[arm, format_spread([r["shifted"][arm] for r in rows]), format_spread([r["average"][arm] for r in rows])]
+    table = [[arm, *(format_spread([r[key][arm] for r in rows]) for key in ("learnt", "shifted", "average"))]
              for arm in ("lump", "rule", "frozen")]
-    print(format_table(["arm", "shifted-task kNN CI (%)", "avg kNN CI (%)"], table))
+    print(format_table(["arm", "shifted task kNN CI, just learnt (%)", "final (%)", "avg kNN CI, final (%)"], table))
     frozen, rule = _difference(rows, "shifted", "frozen"), _difference(rows, "shifted", "rule")
-    print(f"shifted task, frozen - lump: {frozen}")
-    print(f"shifted task, rule - lump:   {rule}")
-    print(f"average,      frozen - lump: {_difference(rows, 'average', 'frozen')}")
+    print(f"shifted task just learnt, frozen - lump: {_difference(rows, 'learnt', 'frozen')}")
+    print(f"shifted task final,       frozen - lump: {frozen}")
+    print(f"shifted task final,       rule - lump:   {rule}")
+    print(f"average final,            frozen - lump: {_difference(rows, 'average', 'frozen')}")
     blocks = ",".join(str(r["rule_frozen"]) for r in rows)
     print(f"rule's frozen blocks at the end of the shifted task, per seed: {blocks}")
     first = lambda text: text.split(" (")[0].replace(" ", "")  # noqa: E731  "+1.00 +- 0.50 (95 %...)" -> "+1.00+-0.50"

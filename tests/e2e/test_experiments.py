@@ -536,7 +536,9 @@ def test_shifted_freeze_compares_a_frozen_prefix_with_lump_on_the_shifted_task(t
     assert [e["frozen_blocks"] for e in runs["fixed2_1b"]["efficiency"]] == [0, 1]
     shifted = {arm: 100 * r["acc_matrix"]["knn_ci"][-1][1] for arm, r in runs.items()}
     frozen_minus_lump = shifted["fixed2_1b"] - shifted["lump"]
-    assert f"shifted task, frozen - lump: {frozen_minus_lump:+.2f} (n=1)" in out
+    assert f"shifted task final,       frozen - lump: {frozen_minus_lump:+.2f} (n=1)" in out
+    learnt = {arm: 100 * r["acc_matrix"]["knn_ci"][1][1] for arm, r in runs.items()}  # just after task 2
+    assert f"shifted task just learnt, frozen - lump: {learnt['fixed2_1b'] - learnt['lump']:+.2f} (n=1)" in out
     rule_blocks = runs["lump_freeze"]["efficiency"][1]["frozen_blocks"]
     assert out.strip().splitlines()[-1] == (
         f"shifted_freeze transform=invert frozen_minus_lump={frozen_minus_lump:+.2f} "

@@ -4,8 +4,8 @@ Importing torch and Avalanche takes several seconds; a Ctrl-C in that window use
 ``KeyboardInterrupt`` traceback. This module imports nothing but the standard library at import
 time (and :mod:`avalanche_freeze`, which is light), loads :mod:`avalanche_freeze.cli` inside
 :func:`main` and turns an interrupt there into one line and exit code 130, as an interrupted run
-does (the process exits at once, without finalising the half-imported modules). It is the one place where the package imports a module of its own at call time: the
-deferral is the point.
+does (the process exits at once, without finalising the half-imported modules). It is the one
+place where the package imports a module of its own at call time: the deferral is the point.
 
 Example:
     >>> from avalanche_freeze.launcher import main

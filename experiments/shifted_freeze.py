@@ -16,9 +16,8 @@ Runs are evaluated on the *validation* split (training images no run trains on).
 transform, each arm's class-incremental kNN accuracy on the shifted task just after learning it
 (what the frozen units cost while it is learnt) and after the last task (what is kept), and the
 average over tasks after the last (mean +- std over seeds), the paired differences ``frozen -
-lump`` and ``rule - lump``
-(mean +- standard error, 95 % interval), the blocks the rule had frozen at the end of the shifted
-task per seed, and one line per transform:
+lump`` and ``rule - lump`` (mean +- standard error, 95 % interval), the blocks the rule had frozen
+at the end of the shifted task per seed, and one line per transform (final accuracies):
 
     shifted_freeze transform=T frozen_minus_lump=D rule_minus_lump=R rule_frozen_in_task=B,B,...
 
@@ -76,8 +75,9 @@ def run_transform(transform: str, args, n_tasks: int) -> int:
 
 def summarise(folder: Path, *, task: int, blocks: int, seeds: Sequence[int]) -> Optional[Dict]:
     """One transform's cell folder (``OUTPUT/TRANSFORM/SSL/eE``): per seed with every arm finished, each
-    arm's final kNN CI accuracy on the shifted task and averaged over tasks (%), and the rule's frozen
-    blocks at the end of the shifted task; ``None`` when no seed has every arm."""
+    arm's kNN CI accuracy (%) on the shifted task just after it (``learnt``) and after the last task
+    (``shifted``), the final average over tasks (``average``), and the rule's frozen blocks at the end
+    of the shifted task; ``None`` when no seed has every arm."""
     rows = []
     for seed in seeds:
         runs = {}

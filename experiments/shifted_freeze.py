@@ -94,9 +94,14 @@ def summarise(folder: Path, *, task: int, blocks: int, seeds: Sequence[int]) -> 
     return {"seeds": rows} if rows else None
 
 
-def _difference(rows: List[Dict], key: str, arm: str) -> str:
+def _difference(rows: List[Dict], key: str, arm: str, *, short: bool = False) -> str:
+    """``arm - lump`` on ``key``, paired by seed: mean +- standard error with its 95 % interval (``short``:
+    ``MEAN+-SE`` alone); one seed gives the difference alone."""
     values = [r[key][arm] - r[key]["lump"] for r in rows]
-    return str(paired_interval(values)) if len(values) >= 2 else (f"{values[0]:+.2f} (n=1)" if values else "-")
+    if len(values) < 2:
+        return f"{values[0]:+.2f}" + ("" if short else " (n=1)") if values else "-"
+    interval = paired_interval(values)
+    return f"{interval.mean:+.2f}+-{interval.se:.2f}" if short else str(interval)
 
 
 def report(transform: str, summary: Optional[Dict]) -> str:
@@ -109,16 +114,15 @@ def report(transform: str, summary: Optional[Dict]) -> str:
     table = [[arm, *(format_spread([r[key][arm] for r in rows]) for key in ("learnt", "shifted", "average"))]
              for arm in ("lump", "rule", "frozen")]
     print(format_table(["arm", "shifted task kNN CI, just learnt (%)", "final (%)", "avg kNN CI, final (%)"], table))
-    frozen, rule = _difference(rows, "shifted", "frozen"), _difference(rows, "shifted", "rule")
     print(f"shifted task just learnt, frozen - lump: {_difference(rows, 'learnt', 'frozen')}")
-    print(f"shifted task final,       frozen - lump: {frozen}")
-    print(f"shifted task final,       rule - lump:   {rule}")
+    print(f"shifted task final,       frozen - lump: {_difference(rows, 'shifted', 'frozen')}")
+    print(f"shifted task final,       rule - lump:   {_difference(rows, 'shifted', 'rule')}")
     print(f"average final,            frozen - lump: {_difference(rows, 'average', 'frozen')}")
     blocks = ",".join(str(r["rule_frozen"]) for r in rows)
     print(f"rule's frozen blocks at the end of the shifted task, per seed: {blocks}")
-    first = lambda text: text.split(" (")[0].replace(" ", "")  # noqa: E731  "+1.00 +- 0.50 (95 %...)" -> "+1.00+-0.50"
-    return (f"shifted_freeze transform={transform} frozen_minus_lump={first(frozen)} rule_minus_lump={first(rule)} "
-            f"rule_frozen_in_task={blocks}")
+    return (f"shifted_freeze transform={transform} "
+            f"frozen_minus_lump={_difference(rows, 'shifted', 'frozen', short=True)} "
+            f"rule_minus_lump={_difference(rows, 'shifted', 'rule', short=True)} rule_frozen_in_task={blocks}")
 
 
 def main(argv=None) -> int:

@@ -66,8 +66,8 @@ from ..strategy import SelfSupervisedStrategy
 from .supervised import SupervisedModel, build_supervised_strategy, restore_supervised_state, supervised_state
 
 __all__ = ["KEYS_ADDED_WITH_ANOTHER_DEFAULT", "RESULT_NEUTRAL_KEYS", "RUN_FAILURES", "ExperimentRun", "RunStatus",
-           "config_differences",
-           "TaskLogger", "logged_failure", "format_results_table", "run_experiment", "run_or_reuse", "run_status", "same_results"]
+           "TaskLogger", "config_differences", "format_results_table", "logged_failure", "run_experiment",
+           "run_or_reuse", "run_status", "same_results"]
 
 #: Configuration keys that do not change a run's results: a run may be resumed or reused with
 #: other values of these (logging, evaluation batch size, dataloader workers).

@@ -265,7 +265,6 @@ class SoloMethod(SSLMethod):
         super().__init__(feature_dim=feature_dim, projection_dim=int(settings["proj_output_dim"]))
         self.method = method
         self.name = f"solo:{method}"
-        self.recommended_lr = SOLO_RECOMMENDED_LR.get(method)  # None: the shared default
         self.solo = _build_solo_module(method, feature_dim=feature_dim, proj_dim=proj_dim, pred_dim=pred_dim,
                                        options=settings)
         self.projector = self.solo.head if method == "dino" else self.solo.projector
@@ -277,6 +276,11 @@ class SoloMethod(SSLMethod):
             self.target_backbone = copy.deepcopy(backbone)
             for p in self.target_backbone.parameters():
                 p.requires_grad = False
+
+    @property
+    def recommended_lr(self) -> Optional[float]:  # type: ignore[override]
+        """The method's own ``train.lr`` (:data:`SOLO_RECOMMENDED_LR`); None: the shared default."""
+        return SOLO_RECOMMENDED_LR.get(self.method)
 
     def loss_from_features(self, f1, f2, *, view1, view2) -> SSLOutput:
         s, L = self.solo, _losses()

@@ -8,7 +8,9 @@ as much compute as the rule did in the same seed, without looking at the data (s
 (``fixed2``) or from task 3 (``fixed3``), a FreezeOut-style schedule (``freezeout``) and
 random prefix lengths (``random``). ``--fixed-prefix T:B`` adds, in the same cells and
 seeds, an arm that freezes the first B blocks from the start of task T (``fixedT_Bb``),
-whatever the rule froze: a fixed schedule at a chosen saving (e.g. the 1.3x target).
+whatever the rule froze: a fixed schedule at a chosen saving (e.g. the 1.3x target). ``T=1``
+freezes the blocks at their initialisation, before any training (``fixed1_Bb``): the
+untrained-features control, which bounds what freezing those blocks can cost on the benchmark.
 ``--controls fixed3 ...`` runs only the named controls (``--controls`` alone: none of them).
 
 ``--ablations`` adds, in the same cells and seeds, the rule with one of its terms taken away, so
@@ -90,15 +92,15 @@ def _control_schedule(arm: str, rule: Dict, shares: List[float], seed: int) -> L
 
 
 def fixed_prefix_arm(spec: str, n_blocks: int) -> tuple:
-    """``(arm name, freeze.schedule)`` of ``--fixed-prefix TASK:BLOCKS`` (TASK counted from 1, at least 2;
-    1 <= BLOCKS <= the backbone's ``n_blocks``)."""
+    """``(arm name, freeze.schedule)`` of ``--fixed-prefix TASK:BLOCKS`` (TASK counted from 1; 1 freezes the
+    blocks at initialisation, before any training; 1 <= BLOCKS <= the backbone's ``n_blocks``)."""
     try:
         task, blocks = (int(v) for v in spec.split(":"))
     except ValueError:
         raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK:BLOCKS, e.g. 2:4") from None
-    if task < 2 or not 1 <= blocks <= n_blocks:
-        raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK >= 2 (task 1 trains every "
-                         f"unit) and 1 <= BLOCKS <= {n_blocks}")
+    if task < 1 or not 1 <= blocks <= n_blocks:
+        raise ValueError(f"--fixed-prefix {spec!r} is not accepted; accepted: TASK >= 1 (1: frozen at "
+                         f"initialisation) and 1 <= BLOCKS <= {n_blocks}")
     return f"fixed{task}_{blocks}b", [[task - 1, 0, blocks]]
 
 
@@ -291,7 +293,7 @@ def main(argv=None) -> int:
                         "(no names: all of tau0, no_gate, task_start)")
     p.add_argument("--fixed-prefix", nargs="+", default=[], metavar="TASK:BLOCKS",
                    help="in the cells and seeds of the controls, also freeze the first BLOCKS blocks from "
-                        "task TASK on (e.g. 2:4), whatever the rule froze")
+                        "task TASK on (e.g. 2:4), whatever the rule froze; TASK 1: frozen at initialisation, untrained")
     p.add_argument("--finished-only", action="store_true",
                    help="run nothing: summarise (and plot) the seeds whose runs are finished in --output")
     p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")

@@ -12,6 +12,12 @@ epochs per task, seeds), with three arms on the same data and seeds:
 * ``frozen``: LUMP + the first ``--blocks`` blocks (default 3: the stem and layer1) frozen from the
   start of the shifted task on, whatever the data (``bench_freeze.py --fixed-prefix TASK:BLOCKS``).
 
+With ``--earlier`` the shift goes the other way: every task *before* ``--task`` is under the
+transform and ``--task`` and the tasks after it are plain, so the early units the frozen arm keeps
+were learnt on shifted images only (e.g. pixel-permuted ones, which share no local structure with
+the plain task). That is the situation the correlation term is meant to detect: a new task
+that the frozen units were not trained for. Results go to ``OUTPUT/earlier_TRANSFORM``.
+
 Runs are evaluated on the *validation* split (training images no run trains on). Prints, per
 transform, each arm's class-incremental kNN accuracy on the shifted task just after learning it
 (what the frozen units cost while it is learnt) and after the last task (what is kept), and the
@@ -21,6 +27,8 @@ at the end of the shifted task per seed, and one line per transform (final accur
 
     shifted_freeze transform=T frozen_minus_lump=D rule_minus_lump=R rule_frozen_in_task=B,B,...
 
+(``transform=earlier_T`` with ``--earlier``; "the shifted task" is then the first plain task.)
+
 ``frozen_minus_lump`` clearly below 0 says freezing the early units during that shift costs
 accuracy on it, so "not correlated" (train them) is the right answer; about 0 says the units
 could have stayed frozen, and the measure is more cautious than it needs to be there. Finished
@@ -28,8 +36,8 @@ runs are reused (``--output``), so an interrupted comparison continues; a transf
 failed is reported with what finished, and the exit code is 1.
 
 Usage:
-    python experiments/shifted_freeze.py [--transforms invert highpass permute] [--task 3] [--blocks 3]
-        [--seeds 0 1 2] [--ssl simsiam] [--epochs 3] [--config FILE] [--set key=value ...]
+    python experiments/shifted_freeze.py [--transforms invert highpass permute] [--task 3] [--earlier]
+        [--blocks 3] [--seeds 0 1 2] [--ssl simsiam] [--epochs 3] [--config FILE] [--set key=value ...]
         [--output runs/shifted_freeze] [--report-only]
 """
 
@@ -56,20 +64,28 @@ def arm_dirs(task: int, blocks: int) -> Dict[str, str]:
     return {"lump": "lump", "rule": "lump_freeze", "frozen": f"fixed{task}_{blocks}b"}
 
 
-def stream(transform: str, task: int, n_tasks: int) -> str:
-    """``data.task_transforms`` with task ``task`` (from 1) of ``n_tasks`` under ``transform``, the others plain."""
-    return "[" + ",".join(transform if t == task - 1 else "none" for t in range(n_tasks)) + "]"
+def stream(transform: str, task: int, n_tasks: int, *, earlier: bool = False) -> str:
+    """``data.task_transforms`` with task ``task`` (from 1) of ``n_tasks`` under ``transform``, the others
+    plain; ``earlier``: the tasks before ``task`` under ``transform``, ``task`` and the later ones plain."""
+    shifted = (lambda t: t < task - 1) if earlier else (lambda t: t == task - 1)
+    return "[" + ",".join(transform if shifted(t) else "none" for t in range(n_tasks)) + "]"
+
+
+def stream_name(transform: str, earlier: bool) -> str:
+    """The stream's folder under ``--output`` and its name in the report."""
+    return f"earlier_{transform}" if earlier else transform
 
 
 def run_transform(transform: str, args, n_tasks: int) -> int:
     """Train (or reuse) the three arms of one transform; bench_freeze's exit code."""
     sets = [*args.overrides, "data.eval_split=validation",
-            f"data.task_transforms={stream(transform, args.task, n_tasks)}"]
+            f"data.task_transforms={stream(transform, args.task, n_tasks, earlier=args.earlier)}"]
     cmd = [sys.executable, str(HERE / "bench_freeze.py"), *(a for c in args.config for a in ("--config", str(c))),
            *(a for s in sets for a in ("--set", s)), "--ssl", args.ssl, "--epochs", str(args.epochs),
            "--seeds", *map(str, args.seeds), "--controls-at", str(args.epochs), "--controls",
-           "--fixed-prefix", f"{args.task}:{args.blocks}", "--output", str(args.output / transform)]
-    print(f"shifted_freeze: {transform} on task {args.task}, seeds {args.seeds}", flush=True)
+           "--fixed-prefix", f"{args.task}:{args.blocks}", "--output", str(args.output / stream_name(transform, args.earlier))]
+    where = f"tasks before {args.task}" if args.earlier else f"task {args.task}"
+    print(f"shifted_freeze: {transform} on {where}, seeds {args.seeds}", flush=True)
     return subprocess.call(cmd, stdout=subprocess.DEVNULL)
 
 
@@ -104,22 +120,26 @@ def _difference(rows: List[Dict], key: str, arm: str, *, short: bool = False) ->
     return f"{interval.mean:+.2f}+-{interval.se:.2f}" if short else str(interval)
 
 
-def report(transform: str, summary: Optional[Dict]) -> str:
-    """Print one transform's table and paired differences; return its summary line."""
-    print(f"\n== task shifted by {transform}")
+def report(transform: str, summary: Optional[Dict], *, earlier: bool = False, task: int = 3) -> str:
+    """Print one transform's table and paired differences; return its summary line (``earlier``: the
+    tasks before ``task`` were under ``transform``, ``task`` plain)."""
+    print(f"\n== tasks before task {task} shifted by {transform}, task {task} plain" if earlier
+          else f"\n== task shifted by {transform}")
+    transform = stream_name(transform, earlier)
     if summary is None:
         print("no seed has every arm finished")
         return f"shifted_freeze transform={transform} frozen_minus_lump=- rule_minus_lump=- rule_frozen_in_task=-"
     rows = summary["seeds"]
+    name = f"task {task}" if earlier else "shifted task"  # the task whose accuracy is compared
     table = [[arm, *(format_spread([r[key][arm] for r in rows]) for key in ("learnt", "shifted", "average"))]
              for arm in ("lump", "rule", "frozen")]
-    print(format_table(["arm", "shifted task kNN CI, just learnt (%)", "final (%)", "avg kNN CI, final (%)"], table))
-    print(f"shifted task just learnt, frozen - lump: {_difference(rows, 'learnt', 'frozen')}")
-    print(f"shifted task final,       frozen - lump: {_difference(rows, 'shifted', 'frozen')}")
-    print(f"shifted task final,       rule - lump:   {_difference(rows, 'shifted', 'rule')}")
-    print(f"average final,            frozen - lump: {_difference(rows, 'average', 'frozen')}")
+    print(format_table(["arm", f"{name} kNN CI, just learnt (%)", "final (%)", "avg kNN CI, final (%)"], table))
+    for label, key, arm in (("just learnt", "learnt", "frozen"), ("final", "shifted", "frozen"),
+                            ("final", "shifted", "rule")):
+        print(f"{f'{name} {label},':<25} {arm} - lump: {' ' * (6 - len(arm))}{_difference(rows, key, arm)}")
+    print(f"{'average final,':<25} frozen - lump: {_difference(rows, 'average', 'frozen')}")
     blocks = ",".join(str(r["rule_frozen"]) for r in rows)
-    print(f"rule's frozen blocks at the end of the shifted task, per seed: {blocks}")
+    print(f"rule's frozen blocks at the end of {name if earlier else 'the shifted task'}, per seed: {blocks}")
     return (f"shifted_freeze transform={transform} "
             f"frozen_minus_lump={_difference(rows, 'shifted', 'frozen', short=True)} "
             f"rule_minus_lump={_difference(rows, 'shifted', 'rule', short=True)} rule_frozen_in_task={blocks}")
@@ -130,6 +150,8 @@ def main(argv=None) -> int:
     p.add_argument("--transforms", nargs="+", default=["invert", "highpass"],
                    help="task transforms to compare (default: invert highpass)")
     p.add_argument("--task", type=int, default=3, help="the shifted task, from 1 (default 3: the rule's first)")
+    p.add_argument("--earlier", action="store_true",
+                   help="shift the tasks before --task instead, and leave --task and the later ones plain")
     p.add_argument("--blocks", type=int, default=3, help="blocks the frozen arm freezes (default 3: stem, layer1)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--ssl", default="simsiam")
@@ -160,8 +182,9 @@ def main(argv=None) -> int:
     for transform in args.transforms:
         if not args.report_only and run_transform(transform, args, n_tasks):
             failed.append(transform)
-        cell = args.output / transform / args.ssl / f"e{args.epochs}"
-        lines.append(report(transform, summarise(cell, task=args.task, blocks=args.blocks, seeds=args.seeds)))
+        cell = args.output / stream_name(transform, args.earlier) / args.ssl / f"e{args.epochs}"
+        summary = summarise(cell, task=args.task, blocks=args.blocks, seeds=args.seeds)
+        lines.append(report(transform, summary, earlier=args.earlier, task=args.task))
     if failed:
         print(f"\nbench_freeze failed (or left runs out) for: {', '.join(failed)}", file=sys.stderr)
     print()

@@ -125,7 +125,8 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     assert set(summary) == set(arms)  # every arm that ran in that seed, none that did not
     assert not list(tmp_path.rglob("fixed2_1b"))
     capsys.readouterr()
-    for spec in ("2", "1:3", "2:99"):  # not TASK:BLOCKS; task 1 trains every unit; more blocks than the backbone's
+    assert bench.fixed_prefix_arm("1:2", 9) == ("fixed1_2b", [[0, 0, 2]])  # frozen at initialisation
+    for spec in ("2", "0:3", "2:99"):  # not TASK:BLOCKS; tasks count from 1; more blocks than the backbone's
         assert bench.main(["--output", str(tmp_path), "--controls-at", "1", "--fixed-prefix", spec, *_sets()]) == 2
         assert f"--fixed-prefix '{spec}' is not accepted" in capsys.readouterr().err
 
@@ -548,3 +549,30 @@ def test_shifted_freeze_compares_a_frozen_prefix_with_lump_on_the_shifted_task(t
     assert "--transforms 'blur' is not accepted; accepted: permute, invert, highpass" in capsys.readouterr().err
     assert script.main([*argv, "--task", "3"]) == 2  # two tasks in this stream
     assert "--task 3 is not accepted; accepted: 2 to 2" in capsys.readouterr().err
+
+
+def test_shifted_freeze_earlier_shifts_the_tasks_before_the_compared_one(tmp_path, capsys, monkeypatch):
+    script = _load("shifted_freeze")
+    commands = []
+    monkeypatch.setattr(script.subprocess, "call", lambda cmd, stdout=None: commands.append(cmd) or 0)
+    argv = ["--transforms", "permute", "--task", "3", "--earlier", "--seeds", "0", "--output", str(tmp_path)]
+    assert script.main(argv) == 0
+    command = commands[0]
+    assert command[command.index("data.task_transforms=[permute,permute,none,none,none]") - 1] == "--set"
+    assert command[command.index("--output") + 1] == str(tmp_path / "earlier_permute")
+    assert command[command.index("--fixed-prefix") + 1] == "3:3"
+    out = capsys.readouterr().out
+    assert "== tasks before task 3 shifted by permute, task 3 plain" in out
+    assert out.strip().splitlines()[-1] == ("shifted_freeze transform=earlier_permute frozen_minus_lump=- "
+                                            "rule_minus_lump=- rule_frozen_in_task=-")  # nothing trained here
+    # the report names the compared task; values paired by seed as in the default direction
+    rows = [{"seed": s, "learnt": {"lump": 90.0, "rule": 90.0, "frozen": 88.0 + s},
+             "shifted": {"lump": 80.0, "rule": 81.0, "frozen": 79.0 - s},
+             "average": {"lump": 70.0, "rule": 70.0, "frozen": 70.0}, "rule_frozen": 0} for s in (0, 1)]
+    line = script.report("permute", {"seeds": rows}, earlier=True, task=3)
+    out = capsys.readouterr().out
+    assert "task 3 just learnt,       frozen - lump: -1.50 +- 0.50" in out
+    assert "task 3 final,             rule - lump:   +1.00 +- 0.00" in out
+    assert "rule's frozen blocks at the end of task 3, per seed: 0,0" in out
+    assert line == ("shifted_freeze transform=earlier_permute frozen_minus_lump=-1.50+-0.50 rule_minus_lump=+1.00+-0.00 "
+                    "rule_frozen_in_task=0,0")

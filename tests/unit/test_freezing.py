@@ -368,6 +368,23 @@ def test_fixed_schedule_freezes_at_the_given_iteration(tiny_bench):
     assert s.backbone.num_frozen_units == 4
 
 
+def test_a_schedule_from_task_one_keeps_the_prefix_at_its_initialisation(tiny_bench):
+    """``[[0, 0, B]]`` (``bench_freeze.py --fixed-prefix 1:B``): the untrained-features control."""
+    spy = _OptimizerSpy()
+    plugin = CorrelationFreezePlugin(schedule=[[0, 0, 2]])
+    s = make_strategy(tiny_bench, [plugin, spy], train_mb_size=8, train_epochs=1)
+    initial = {k: v.clone() for k, v in s.backbone.state_dict().items()}
+    for exp in tiny_bench.benchmark.train_stream[:2]:
+        s.train(exp)
+    assert spy.stem_in_optimizer and not any(inside for _, inside in spy.stem_in_optimizer)
+    frozen = {f"units.{i}." for i in range(2)}
+    after = s.backbone.state_dict()
+    changed = {k for k in initial if k.endswith(("weight", "running_mean")) and not torch.equal(initial[k], after[k])}
+    assert changed and not any(k.startswith(tuple(frozen)) for k in changed)  # weights and BN statistics untouched
+    assert any(k.startswith("units.2.") for k in changed)  # the first open unit trained
+    assert [(h["experience"], h["iteration"], h["frozen_blocks"]) for h in plugin.history] == [(0, 0, 2)]
+
+
 @pytest.mark.parametrize("options, key", [
     ({"measure": "gradient", "decide_every": 0}, "measure"),
     ({"measure": "gradient", "shrink": True}, "shrink"),

@@ -27,10 +27,12 @@ alternate in order from seed to seed (even seeds: LUMP first), and the time rati
 is the median over seeds. The rule's own cost (bases, gradient sums, scores, gate) is part
 of its training time and is reported separately.
 
-Prints one table per cell (mean +- std over seeds) and the rule's differences from LUMP and
-from each control, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
-standard error) with, against LUMP, what the seeds can resolve (the per-seed spread of the
-paired differences and the seeds a 0.3-point bound would need); writes ``bench.json`` and,
+Prints one table per cell (mean +- std over seeds), the rule's differences from LUMP and
+from each other arm, paired by seed (the seed-to-seed spread the arms share cancels; mean +-
+standard error), each other arm's difference from LUMP (what that control, fixed prefix or
+ablation costs against training every unit) and, for the rule against LUMP, what the seeds can
+resolve (the per-seed spread of the paired differences and the seeds a 0.3-point bound would
+need); writes ``bench.json`` and,
 with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an
 interrupted grid continues where it stopped. A run that fails (diverged training, an unreadable
 folder) is named on stderr and under its cell's table and left out; a failed LUMP or rule run
@@ -224,13 +226,13 @@ METRICS = (("acc_knn_ci", "kNN acc CI"), ("acc_knn_ti", "kNN acc TI"), ("forgett
            ("forgetting_knn_ti", "forgetting TI"))
 
 
-def paired_differences(cell: Dict, arm: str) -> Dict[str, List[float]]:
-    """Per metric, the rule's value minus ``arm``'s in each seed both ran (seed-to-seed variation,
-    shared by the two arms of a seed, cancels in these differences)."""
-    rule, other = cell["arms"]["rule"], cell["arms"][arm]
-    common = [s for s in rule["seeds"] if s in other["seeds"]]
+def paired_differences(cell: Dict, arm: str, *, first: str = "rule") -> Dict[str, List[float]]:
+    """Per metric, the ``first`` arm's value (the rule's by default) minus ``arm``'s in each seed both ran
+    (seed-to-seed variation, shared by the two arms of a seed, cancels in these differences)."""
+    minuend, other = cell["arms"][first], cell["arms"][arm]
+    common = [s for s in minuend["seeds"] if s in other["seeds"]]
     at = lambda summary, key, seed: summary[key][summary["seeds"].index(seed)]  # noqa: E731
-    return {key: [at(rule, key, s) - at(other, key, s) for s in common] for key, _ in METRICS}
+    return {key: [at(minuend, key, s) - at(other, key, s) for s in common] for key, _ in METRICS}
 
 
 def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_95) -> int:
@@ -238,13 +240,20 @@ def seeds_for_margin(sd: float, margin: float = MARGIN, z: float = Z_ONE_SIDED_9
     return stats.seeds_for_margin(sd, margin, z)
 
 
+def _paired_rows(differences: Dict[str, Dict[str, List[float]]]) -> List[List[str]]:
+    return [[arm] + [f"{format_spread(d, spread='se')} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()]
+            for arm, diffs in differences.items()]
+
+
 def _print_paired(cell: Dict) -> None:
     by_arm = {arm: paired_differences(cell, arm) for arm in cell["arms"] if arm != "rule"}
-    rows = [[arm] + [f"{format_spread(d, spread='se')} ({sum(v > 0 for v in d)}/{len(d)})" for d in diffs.values()]
-            for arm, diffs in by_arm.items()]
     print("rule minus arm, paired by seed (mean +- standard error over seeds; in parentheses: seeds where the "
           "rule's value is higher; for forgetting, higher is worse)")
-    print(format_table(["arm"] + [label for _, label in METRICS], rows))
+    print(format_table(["arm"] + [label for _, label in METRICS], _paired_rows(by_arm)))
+    others = {arm: paired_differences(cell, "lump", first=arm) for arm in cell["arms"] if arm not in ("rule", "lump")}
+    if others:  # what each control, fixed prefix or ablation costs against training every unit
+        print("arm minus LUMP, paired by seed (in parentheses: seeds where the arm's value is higher)")
+        print(format_table(["arm"] + [label for _, label in METRICS], _paired_rows(others)))
     diffs = by_arm["lump"]
     if min(len(d) for d in diffs.values()) < 2:
         return

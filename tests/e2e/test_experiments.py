@@ -115,6 +115,11 @@ def test_bench_freeze_controls_freeze_as_much_as_the_rule_and_plot(tmp_path, fmn
     cell = json.loads((tmp_path / "bench.json").read_text())["cells"][0]
     diffs = bench.paired_differences(cell, "fixed2")
     assert diffs["acc_knn_ci"] == [pytest.approx(arms["rule"]["acc_knn_ci"][0] - arms["fixed2"]["acc_knn_ci"][0])]
+    cost = bench.paired_differences(cell, "lump", first="fixed3_2b")  # printed as "arm minus LUMP"
+    assert cost["acc_knn_ti"] == [pytest.approx(arms["fixed3_2b"]["acc_knn_ti"][0] - arms["lump"]["acc_knn_ti"][0])]
+    block = out[out.index("arm minus LUMP, paired by seed"):].splitlines()
+    assert next(line for line in block if line.startswith("fixed3_2b ")).split()[1] == f"{cost['acc_knn_ci'][0]:.2f}"
+    assert not any(line.startswith(("rule ", "lump ")) for line in block[:9])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from PIL import Image
 

@@ -22,7 +22,8 @@ Runs are evaluated on the *validation* split (training images no run trains on).
 transform, each arm's class-incremental kNN accuracy on the shifted task just after learning it
 (what the frozen units cost while it is learnt) and after the last task (what is kept), and the
 average over tasks after the last (mean +- std over seeds), the paired differences ``frozen -
-lump`` and ``rule - lump`` (mean +- standard error, 95 % interval), the blocks the rule had frozen
+lump`` and ``rule - lump`` (and, on the shifted task, ``rule - frozen``: what the rule's own
+decision bought against the fixed prefix; mean +- standard error, 95 % interval), the blocks the rule had frozen
 at the end of the shifted task per seed, and one line per transform (final accuracies):
 
     shifted_freeze transform=T frozen_minus_lump=D rule_minus_lump=R rule_frozen_in_task=B,B,...
@@ -110,10 +111,10 @@ def summarise(folder: Path, *, task: int, blocks: int, seeds: Sequence[int]) -> 
     return {"seeds": rows} if rows else None
 
 
-def _difference(rows: List[Dict], key: str, arm: str, *, short: bool = False) -> str:
-    """``arm - lump`` on ``key``, paired by seed: mean +- standard error with its 95 % interval (``short``:
+def _difference(rows: List[Dict], key: str, arm: str, *, minus: str = "lump", short: bool = False) -> str:
+    """``arm - minus`` on ``key``, paired by seed: mean +- standard error with its 95 % interval (``short``:
     ``MEAN+-SE`` alone); one seed gives the difference alone."""
-    values = [r[key][arm] - r[key]["lump"] for r in rows]
+    values = [r[key][arm] - r[key][minus] for r in rows]
     if len(values) < 2:
         return f"{values[0]:+.2f}" + ("" if short else " (n=1)") if values else "-"
     interval = paired_interval(values)
@@ -137,6 +138,7 @@ def report(transform: str, summary: Optional[Dict], *, earlier: bool = False, ta
     for label, key, arm in (("just learnt", "learnt", "frozen"), ("final", "shifted", "frozen"),
                             ("final", "shifted", "rule")):
         print(f"{f'{name} {label},':<25} {arm} - lump: {' ' * (6 - len(arm))}{_difference(rows, key, arm)}")
+    print(f"{f'{name} final,':<25} rule - frozen: {_difference(rows, 'shifted', 'rule', minus='frozen')}")
     print(f"{'average final,':<25} frozen - lump: {_difference(rows, 'average', 'frozen')}")
     blocks = ",".join(str(r["rule_frozen"]) for r in rows)
     print(f"rule's frozen blocks at the end of {name if earlier else 'the shifted task'}, per seed: {blocks}")

@@ -32,8 +32,7 @@ from each other arm, paired by seed (the seed-to-seed spread the arms share canc
 standard error), each other arm's difference from LUMP (what that control, fixed prefix or
 ablation costs against training every unit) and, for the rule against LUMP, what the seeds can
 resolve (the per-seed spread of the paired differences and the seeds a 0.3-point bound would
-need); writes ``bench.json`` and,
-with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an
+need); writes ``bench.json`` and, with ``--plot``, a PNG of accuracy vs backward FLOPs per arm. Finished runs are reused, so an
 interrupted grid continues where it stopped. A run that fails (diverged training, an unreadable
 folder) is named on stderr and under its cell's table and left out; a failed LUMP or rule run
 leaves out its seed from the cell (nothing else of that seed is compared), and the exit code is 1.
@@ -302,7 +301,8 @@ def main(argv=None) -> int:
                         "(no names: all of tau0, no_gate, task_start)")
     p.add_argument("--fixed-prefix", nargs="+", default=[], metavar="TASK:BLOCKS",
                    help="in the cells and seeds of the controls, also freeze the first BLOCKS blocks from "
-                        "task TASK on (e.g. 2:4), whatever the rule froze; TASK 1: frozen at initialisation, untrained")
+                        "task TASK on (e.g. 2:4), whatever the rule froze; TASK 1: frozen at initialisation, "
+                        "never trained")
     p.add_argument("--finished-only", action="store_true",
                    help="run nothing: summarise (and plot) the seeds whose runs are finished in --output")
     p.add_argument("--plot", type=Path, default=None, help="write the accuracy-vs-backward-FLOPs PNG here")

@@ -23,8 +23,9 @@ transform, each arm's class-incremental kNN accuracy on the shifted task just af
 (what the frozen units cost while it is learnt) and after the last task (what is kept), and the
 average over tasks after the last (mean +- std over seeds), the paired differences ``frozen -
 lump`` and ``rule - lump`` (and, on the shifted task, ``rule - frozen``: what the rule's own
-decision bought against the fixed prefix; mean +- standard error, 95 % interval), the blocks the rule had frozen
-at the end of the shifted task per seed, and one line per transform (final accuracies):
+decision bought against the fixed prefix; mean +- standard error, 95 % interval), the blocks the
+rule had frozen at the end of the shifted task per seed, and one line per transform (final
+accuracies):
 
     shifted_freeze transform=T frozen_minus_lump=D rule_minus_lump=R rule_frozen_in_task=B,B,...
 
@@ -84,7 +85,8 @@ def run_transform(transform: str, args, n_tasks: int) -> int:
     cmd = [sys.executable, str(HERE / "bench_freeze.py"), *(a for c in args.config for a in ("--config", str(c))),
            *(a for s in sets for a in ("--set", s)), "--ssl", args.ssl, "--epochs", str(args.epochs),
            "--seeds", *map(str, args.seeds), "--controls-at", str(args.epochs), "--controls",
-           "--fixed-prefix", f"{args.task}:{args.blocks}", "--output", str(args.output / stream_name(transform, args.earlier))]
+           "--fixed-prefix", f"{args.task}:{args.blocks}",
+           "--output", str(args.output / stream_name(transform, args.earlier))]
     where = f"tasks before {args.task}" if args.earlier else f"task {args.task}"
     print(f"shifted_freeze: {transform} on {where}, seeds {args.seeds}", flush=True)
     return subprocess.call(cmd, stdout=subprocess.DEVNULL)

@@ -580,5 +580,5 @@ def test_shifted_freeze_earlier_shifts_the_tasks_before_the_compared_one(tmp_pat
     assert "task 3 final,             rule - lump:   +1.00 +- 0.00" in out
     assert "task 3 final,             rule - frozen: +2.50 +- 0.50" in out  # what the rule's decision bought
     assert "rule's frozen blocks at the end of task 3, per seed: 0,0" in out
-    assert line == ("shifted_freeze transform=earlier_permute frozen_minus_lump=-1.50+-0.50 rule_minus_lump=+1.00+-0.00 "
-                    "rule_frozen_in_task=0,0")
+    assert line == ("shifted_freeze transform=earlier_permute frozen_minus_lump=-1.50+-0.50 "
+                    "rule_minus_lump=+1.00+-0.00 rule_frozen_in_task=0,0")

@@ -78,15 +78,15 @@ def stream_name(transform: str, earlier: bool) -> str:
     return f"earlier_{transform}" if earlier else transform
 
 
-def run_transform(transform: str, args, n_tasks: int) -> int:
-    """Train (or reuse) the three arms of one transform; bench_freeze's exit code."""
+def run_transform(transform: str, args, n_tasks: int, output: Path) -> int:
+    """Train (or reuse) the three arms of one transform in ``output``; bench_freeze's exit code."""
     sets = [*args.overrides, "data.eval_split=validation",
             f"data.task_transforms={stream(transform, args.task, n_tasks, earlier=args.earlier)}"]
     cmd = [sys.executable, str(HERE / "bench_freeze.py"), *(a for c in args.config for a in ("--config", str(c))),
            *(a for s in sets for a in ("--set", s)), "--ssl", args.ssl, "--epochs", str(args.epochs),
            "--seeds", *map(str, args.seeds), "--controls-at", str(args.epochs), "--controls",
            "--fixed-prefix", f"{args.task}:{args.blocks}",
-           "--output", str(args.output / stream_name(transform, args.earlier))]
+           "--output", str(output)]
     where = f"tasks before {args.task}" if args.earlier else f"task {args.task}"
     print(f"shifted_freeze: {transform} on {where}, seeds {args.seeds}", flush=True)
     return subprocess.call(cmd, stdout=subprocess.DEVNULL)
@@ -128,23 +128,23 @@ def report(transform: str, summary: Optional[Dict], *, earlier: bool = False, ta
     tasks before ``task`` were under ``transform``, ``task`` plain)."""
     print(f"\n== tasks before task {task} shifted by {transform}, task {task} plain" if earlier
           else f"\n== task shifted by {transform}")
-    transform = stream_name(transform, earlier)
+    label = stream_name(transform, earlier)  # as the summary line names the stream
     if summary is None:
         print("no seed has every arm finished")
-        return f"shifted_freeze transform={transform} frozen_minus_lump=- rule_minus_lump=- rule_frozen_in_task=-"
+        return f"shifted_freeze transform={label} frozen_minus_lump=- rule_minus_lump=- rule_frozen_in_task=-"
     rows = summary["seeds"]
     name = f"task {task}" if earlier else "shifted task"  # the task whose accuracy is compared
     table = [[arm, *(format_spread([r[key][arm] for r in rows]) for key in ("learnt", "shifted", "average"))]
              for arm in ("lump", "rule", "frozen")]
     print(format_table(["arm", f"{name} kNN CI, just learnt (%)", "final (%)", "avg kNN CI, final (%)"], table))
-    for label, key, arm in (("just learnt", "learnt", "frozen"), ("final", "shifted", "frozen"),
-                            ("final", "shifted", "rule")):
-        print(f"{f'{name} {label},':<25} {arm} - lump: {' ' * (6 - len(arm))}{_difference(rows, key, arm)}")
+    for when, key, arm in (("just learnt", "learnt", "frozen"), ("final", "shifted", "frozen"),
+                           ("final", "shifted", "rule")):
+        print(f"{f'{name} {when},':<25} {arm} - lump: {' ' * (6 - len(arm))}{_difference(rows, key, arm)}")
     print(f"{f'{name} final,':<25} rule - frozen: {_difference(rows, 'shifted', 'rule', minus='frozen')}")
     print(f"{'average final,':<25} frozen - lump: {_difference(rows, 'average', 'frozen')}")
     blocks = ",".join(str(r["rule_frozen"]) for r in rows)
     print(f"rule's frozen blocks at the end of {name if earlier else 'the shifted task'}, per seed: {blocks}")
-    return (f"shifted_freeze transform={transform} "
+    return (f"shifted_freeze transform={label} "
             f"frozen_minus_lump={_difference(rows, 'shifted', 'frozen', short=True)} "
             f"rule_minus_lump={_difference(rows, 'shifted', 'rule', short=True)} rule_frozen_in_task={blocks}")
 
@@ -184,9 +184,10 @@ def main(argv=None) -> int:
         return 2
     failed, lines = [], []
     for transform in args.transforms:
-        if not args.report_only and run_transform(transform, args, n_tasks):
+        output = args.output / stream_name(transform, args.earlier)
+        if not args.report_only and run_transform(transform, args, n_tasks, output):
             failed.append(transform)
-        cell = args.output / stream_name(transform, args.earlier) / args.ssl / f"e{args.epochs}"
+        cell = output / args.ssl / f"e{args.epochs}"
         summary = summarise(cell, task=args.task, blocks=args.blocks, seeds=args.seeds)
         lines.append(report(transform, summary, earlier=args.earlier, task=args.task))
     if failed:

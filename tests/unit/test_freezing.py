@@ -149,7 +149,6 @@ def test_frozen_prefix_runs_without_autograd_even_when_the_input_requires_grad()
 
 
 def test_plugin_restores_its_prefix_from_a_checkpoint():
-    net = CifarResNet18(width=0.125, in_channels=1)
     plugin = CorrelationFreezePlugin(n_samples=8)
     plugin.history = [{"experience": 1, "scores": {}, "frozen_units": ["stem", "layer1.0"], "frozen_blocks": 2,
                        "frozen_share": 0.3}]

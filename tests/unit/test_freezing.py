@@ -23,6 +23,15 @@ def _train_step(net, opt, x):
     opt.step()
 
 
+def _backward_flops(net, x) -> int:
+    """FLOPs of one backward pass of ``net`` on ``x`` (the forward is not counted); gradients cleared."""
+    out = net(x).sum()
+    with FlopCounterMode(display=False) as counter:
+        out.backward()
+    net.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
 def test_frozen_prefix_gets_no_grad_and_does_not_change():
     net = CifarResNet18(width=0.125, in_channels=1)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
@@ -48,15 +57,7 @@ def test_frozen_prefix_gets_no_grad_and_does_not_change():
 def test_backward_flops_drop_by_the_prefix_share():
     net = CifarResNet18(width=0.25, in_channels=3)
     x = torch.rand(4, 3, 32, 32)
-
-    def bwd_flops():
-        out = net(x).sum()
-        with FlopCounterMode(display=False) as c:
-            out.backward()
-        net.zero_grad(set_to_none=True)
-        return c.get_total_flops()
-
-    full = bwd_flops()
+    full = _backward_flops(net, x)
     # independent count: backward of a conv = 2x its forward FLOPs (grad input + grad weight),
     # except the very first conv, which needs no grad input
     fwd = []
@@ -67,7 +68,7 @@ def test_backward_flops_drop_by_the_prefix_share():
         fwd.append(c.get_total_flops())
     assert full == pytest.approx(2 * sum(fwd) - fwd[0], rel=0.02)
     net.set_frozen_prefix(3)  # stem + layer1
-    frozen = bwd_flops()
+    frozen = _backward_flops(net, x)
     # the frozen units disappear from backward and the first trainable unit's first conv needs no grad input
     with torch.no_grad():
         prefix_out = net.units[2](net.units[1](net.units[0](x)))
@@ -451,23 +452,15 @@ def test_unfrozen_units_train_again_from_the_group_they_left_with_fresh_state():
 def test_unfreezing_brings_the_backward_flops_back():
     net = CifarResNet18(width=0.25, in_channels=3)
     x = torch.rand(4, 3, 32, 32)
-
-    def bwd_flops():
-        out = net(x).sum()
-        with FlopCounterMode(display=False) as c:
-            out.backward()
-        net.zero_grad(set_to_none=True)
-        return c.get_total_flops()
-
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    full = bwd_flops()
+    full = _backward_flops(net, x)
     apply_frozen_prefix(net, 1, opt)
-    stem_only = bwd_flops()
+    stem_only = _backward_flops(net, x)
     apply_frozen_prefix(net, 5, opt)
-    frozen = bwd_flops()
+    frozen = _backward_flops(net, x)
     apply_frozen_prefix(net, 1, opt)  # units 1-4 unfrozen: their backward is computed again
     assert frozen < stem_only < full
-    assert bwd_flops() == stem_only
+    assert _backward_flops(net, x) == stem_only
 
 
 class _ScriptedScores:

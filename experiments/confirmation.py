@@ -18,7 +18,7 @@ Streams (``data.task_transforms``; :mod:`avalanche_freeze.task_transforms`):
 
 Usage:
     python experiments/confirmation.py run --stream A [--seeds 1000 1001 ...] [--output runs/confirmation]
-    python experiments/confirmation.py report [--output runs/confirmation] [--json FILE]
+    python experiments/confirmation.py report [--output runs/confirmation] [--json FILE] [--plot FILE.png]
     python experiments/confirmation.py archive [--output runs/confirmation]
 """
 
@@ -32,9 +32,10 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from avalanche_freeze.analysis.plots import plot_paired_differences
 from avalanche_freeze.analysis.results import format_table
 from avalanche_freeze.run.grid import copy_finished_runs
-from avalanche_freeze.analysis.stats import PairedInterval, format_spread, paired_interval
+from avalanche_freeze.analysis.stats import format_spread, paired_interval
 
 HERE = Path(__file__).resolve().parent
 #: The plan's fixed settings (preregistration.md): none of them may change once results are in.
@@ -117,10 +118,10 @@ def stream_summary(output: Path, stream: str) -> Optional[Dict]:
     return {"stream": stream, "pairs": pairs, "planned": len(SEEDS) * len(SSL_METHODS)} if pairs else None
 
 
-def _diff(pairs, key: str, arm: str, other: str) -> Optional[PairedInterval]:
-    values = [p["arms"][arm][key] - p["arms"][other][key] for p in pairs
-              if p["arms"][arm][key] is not None and p["arms"][other][key] is not None]
-    return paired_interval(values) if len(values) >= 2 else None
+def _differences(pairs, key: str, arm: str, other: str) -> List[float]:
+    """``arm`` minus ``other`` in ``key``, one value per pair where both have it."""
+    return [p["arms"][arm][key] - p["arms"][other][key] for p in pairs
+            if p["arms"][arm][key] is not None and p["arms"][other][key] is not None]
 
 
 def _verdict(ok: Optional[bool]) -> str:
@@ -131,26 +132,33 @@ def _verdict(ok: Optional[bool]) -> str:
 
 
 def endpoints(summary: Dict) -> List[Dict]:
-    """The plan's endpoints for one stream: name, the interval or value, the target, met or not."""
+    """The plan's endpoints for one stream: name, the interval or value, the target, met or not; an
+    accuracy endpoint also has its paired ``differences`` (points), a ``short`` name and the ``mark``
+    its target sets on them (``None``: no target), for ``report --plot``."""
     pairs, stream, out = summary["pairs"], summary["stream"], []
 
-    def add(name, value, target, ok):
-        out.append({"endpoint": name, "value": value, "target": target, "verdict": _verdict(ok)})
+    def add(name, value, target, ok, **plot):
+        out.append({"endpoint": name, "value": value, "target": target, "verdict": _verdict(ok), **plot})
+
+    def accuracy(name, short, key, arm, other, target, mark, test, bound=False):
+        values = _differences(pairs, key, arm, other)
+        d = paired_interval(values) if len(values) >= 2 else None
+        value = "-" if d is None else (f"{d} bound {d.lower_bound:+.2f}" if bound else str(d))
+        add(name, value, target, None if d is None else test(d), differences=values, short=short, mark=mark)
 
     if stream in ("A", "B"):
-        d = _diff(pairs, "shifted_knn_ci", "rule", "fixed3")
-        add("shifted-task final kNN CI acc, rule - fixed3", str(d) if d else "-", "mean >= +2.0 and 95 % CI > 0",
-            None if d is None else d.mean >= 2.0 and d.low > 0)
-        d = _diff(pairs, "avg_knn_ci", "rule", "fixed3")
-        add("average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)",
-            f"{d} bound {d.lower_bound:+.2f}" if d else "-", "lower bound >= -0.5",
-            None if d is None else d.lower_bound >= -0.5)
+        accuracy("shifted-task final kNN CI acc, rule - fixed3", "shifted task kNN, rule - fixed3",
+                 "shifted_knn_ci", "rule", "fixed3", "mean >= +2.0 and 95 % CI > 0", 2.0,
+                 lambda d: d.mean >= 2.0 and d.low > 0)
+        accuracy("average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)", "average kNN, rule - fixed3",
+                 "avg_knn_ci", "rule", "fixed3", "lower bound >= -0.5", -0.5, lambda d: d.lower_bound >= -0.5,
+                 bound=True)
         ratios = [p["arms"]["lump"]["bwd_flops"] / p["arms"]["rule"]["bwd_flops"] for p in pairs]
         add("backward FLOPs, LUMP / rule over the run", format_spread(ratios), ">= 1.2",
             statistics.mean(ratios) >= 1.2)
-        d = _diff(pairs, "shifted_linear_ci", "rule", "fixed3")
-        add("(secondary) shifted-task final linear-probe CI acc, rule - fixed3", str(d) if d else "-",
-            "reported", None if d is None else "-")
+        accuracy("(secondary) shifted-task final linear-probe CI acc, rule - fixed3",
+                 "shifted task linear, rule - fixed3", "shifted_linear_ci", "rule", "fixed3", "reported", None,
+                 lambda d: "-")
         if stream == "B":
             shifted = shifted_tasks(stream)
             during = [statistics.mean(p["arms"]["rule"]["frozen_compute"][t] for t in shifted) -
@@ -160,14 +168,26 @@ def endpoints(summary: Dict) -> List[Dict]:
             add("rule's frozen backward share, shifted tasks - plain tasks 3+", str(iv) if iv else "-", "< 0",
                 None if iv is None else iv.high < 0)
     else:
-        d = _diff(pairs, "avg_knn_ci", "rule", "fixed3")
-        add("average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)",
-            f"{d} bound {d.lower_bound:+.2f}" if d else "-", "lower bound >= -0.7",
-            None if d is None else d.lower_bound >= -0.7)
-        d = _diff(pairs, "avg_knn_ci", "rule", "lump")
-        add("average kNN CI acc, rule - LUMP", str(d) if d else "-", "mean >= -0.5",
-            None if d is None else d.mean >= -0.5)
+        accuracy("average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)", "average kNN, rule - fixed3",
+                 "avg_knn_ci", "rule", "fixed3", "lower bound >= -0.7", -0.7, lambda d: d.lower_bound >= -0.7,
+                 bound=True)
+        accuracy("average kNN CI acc, rule - LUMP", "average kNN, rule - LUMP", "avg_knn_ci", "rule", "lump",
+                 "mean >= -0.5", -0.5, lambda d: d.mean >= -0.5)
     return out
+
+
+def plot_endpoints(summaries: Sequence[Dict], path: Path) -> Path:
+    """The accuracy endpoints of every stream as one forest plot (:func:`plot_paired_differences`):
+    each pair's difference, the mean with its two-sided 95 % interval, the target as a red tick. (The
+    targets on the average, -0.5 and -0.7, apply to the one-sided 95 % lower bound, which lies a little
+    inside the bar's left end.)"""
+    rows = [{"label": f"{s['stream']}: {e['short']} (n={len(e['differences'])})", "differences": e["differences"],
+             "target": e["mark"]}
+            for s in summaries for e in endpoints(s) if len(e.get("differences", ())) >= 2]
+    if not rows:
+        raise ValueError("no accuracy endpoint has two pairs yet; accepted: a report with at least two finished pairs")
+    return plot_paired_differences(rows, path, xlabel="paired difference, accuracy points\n(dot: one method and "
+                                                      "seed; diamond: mean; bar: 95 % CI; red: the plan's target)")
 
 
 def print_report(summary: Dict) -> None:
@@ -202,6 +222,8 @@ def main(argv=None) -> int:
     rep = sub.add_parser("report", help="print every arm and endpoint of the finished pairs")
     rep.add_argument("--output", type=Path, default=Path("runs/confirmation"))
     rep.add_argument("--json", type=Path, default=None, help="also write the summaries and endpoints here")
+    rep.add_argument("--plot", type=Path, default=None,
+                     help="also draw the accuracy endpoints' paired differences, every stream, in this PNG")
     arc = sub.add_parser("archive", help=f"copy finished runs' results.json to {ARCHIVE.relative_to(HERE.parent)}")
     arc.add_argument("--output", type=Path, default=Path("runs/confirmation"))
     args = p.parse_args(argv)
@@ -218,6 +240,8 @@ def main(argv=None) -> int:
         print_report(summary)
     if args.json:
         args.json.write_text(json.dumps([{**s, "endpoints": endpoints(s)} for s in summaries], indent=2))
+    if args.plot:
+        print(f"confirmation: endpoints drawn in {plot_endpoints(summaries, args.plot)}")
     return 0
 
 

@@ -16,13 +16,14 @@ import statistics
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .stats import mean_std
+from .stats import mean_std, paired_interval
 from .summary import EFFICIENCY_RATIOS, Arm, ArmSummary
 
 __all__ = ["CURVE_PANEL", "DPI", "EFFICIENCY_PANEL", "MATRIX_PANEL", "SCATTER_PANEL", "SCORE_PANEL", "accuracy_label",
            "figure_size",
-           "plot_accuracy_matrices", "plot_accuracy_vs_flops", "plot_cells_accuracy_vs_flops", "plot_efficiency",
-           "plot_freeze_scores", "plot_task_accuracy"]
+           "paired_differences_figure", "plot_accuracy_matrices", "plot_accuracy_vs_flops",
+           "plot_cells_accuracy_vs_flops", "plot_efficiency", "plot_freeze_scores", "plot_paired_differences",
+           "plot_task_accuracy"]
 
 #: Resolution of every figure.
 DPI = 100
@@ -318,4 +319,69 @@ def plot_cells_accuracy_vs_flops(cells: Sequence[Dict[str, Any]], path: Path) ->
     fig.legend(list(legend.values()), list(legend), loc="outside right center", fontsize=7, frameon=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
+    return path
+
+
+#: Width of a paired-differences figure and height of each of its rows (inches).
+PAIRED_WIDTH, PAIRED_ROW = 6.4, 0.5
+
+
+def paired_differences_figure(rows: Sequence[Dict[str, Any]], *, xlabel: str):
+    """A forest plot of paired differences, one row per comparison, top to bottom in the given order:
+    every pair as a small dot, the mean as a diamond with its two-sided 95 % interval (Student's t,
+    :func:`~avalanche_freeze.analysis.stats.paired_interval`) as a bar, 0 as a grey line and, where a
+    row has a ``target``, that value as a short red tick on the row.
+
+    Parameters:
+        rows: one dict per comparison: ``label`` (str), ``differences`` (at least two numbers, one per
+            pair) and, optionally, ``target`` (a number to mark; ``None``: none).
+        xlabel: what a difference measures (the x axis's label).
+
+    Returns:
+        A :class:`matplotlib.figure.Figure` (no pyplot state); :func:`plot_paired_differences` saves it.
+
+    Example:
+        >>> fig = paired_differences_figure([{"label": "rule - fixed3", "differences": [1.0, 2.0, 3.0]}],
+        ...                                 xlabel="points")
+        >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+        ['rule - fixed3']
+    """
+    if not rows:
+        raise ValueError("rows=[] is not accepted; accepted: at least one row with a label and differences")
+    for row in rows:
+        if len(row.get("differences") or ()) < 2:
+            raise ValueError(f"row {row.get('label')!r} has {len(row.get('differences') or ())} differences; "
+                             "accepted: at least 2 (an interval needs a spread)")
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(PAIRED_WIDTH, PAIRED_ROW * len(rows) + 0.9), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.axvline(0.0, color="grey", linewidth=0.8)
+    for k, row in enumerate(rows):
+        y = len(rows) - 1 - k
+        values = list(row["differences"])
+        offsets = [0.25 * (i / (len(values) - 1) - 0.5) for i in range(len(values))]  # spread, not random
+        ax.plot(values, [y + o for o in offsets], "o", color="tab:blue", alpha=0.35, markersize=3)
+        iv = paired_interval(values)
+        ax.errorbar([iv.mean], [y], xerr=[[iv.mean - iv.low], [iv.high - iv.mean]], fmt="D", color="black",
+                    markersize=5, capsize=3)
+        if row.get("target") is not None:
+            ax.plot([row["target"]] * 2, [y - 0.3, y + 0.3], color="tab:red", linewidth=1.5)
+    ax.set_yticks(range(len(rows)), [row["label"] for row in reversed(rows)], fontsize=7)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.tick_params(axis="x", labelsize=6)
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def plot_paired_differences(rows: Sequence[Dict[str, Any]], path: Path, *, xlabel: str) -> Path:
+    """Save :func:`paired_differences_figure` of ``rows`` as a PNG at ``path`` (folders created);
+    it is :data:`PAIRED_WIDTH` inches wide and :data:`PAIRED_ROW` a row high, plus 0.9 for the axis."""
+    fig = paired_differences_figure(rows, xlabel=xlabel)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=_DPI)
     return path

@@ -444,7 +444,13 @@ def test_confirmation_report_pairs_arms_by_method_and_seed_and_judges_each_endpo
     assert flops["value"] == f"{50 / 40:.2f} +- 0.00" and flops["verdict"] == "MET"  # 50 / 40 = 1.25 >= 1.2
     average = found["average kNN CI acc, rule - fixed3 (one-sided 95 % lower bound)"]
     assert average["value"].endswith("bound +0.00") and average["verdict"] == "MET"  # equal averages: 0 >= -0.5
-    assert conf.main(["report", "--output", str(tmp_path), "--json", str(tmp_path / "r.json")]) == 0
+    assert shifted["differences"] == pytest.approx([3.0, 5.0, 4.0]) and shifted["mark"] == 2.0  # what --plot draws
+    png = tmp_path / "plot" / "endpoints.png"
+    assert conf.main(["report", "--output", str(tmp_path), "--json", str(tmp_path / "r.json"), "--plot", str(png)]) == 0
+    from PIL import Image
+
+    # stream A's three accuracy endpoints (shifted kNN, average kNN, shifted linear), 0.5 inch a row + 0.9
+    assert Image.open(png).size == (640, 240)
     out = capsys.readouterr().out
     assert "3 of 16 planned (method, seed) pairs -- INTERIM" in out
     rule_row = next(line for line in out.splitlines() if line.startswith("rule "))

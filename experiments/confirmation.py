@@ -241,7 +241,11 @@ def main(argv=None) -> int:
     if args.json:
         args.json.write_text(json.dumps([{**s, "endpoints": endpoints(s)} for s in summaries], indent=2))
     if args.plot:
-        print(f"confirmation: endpoints drawn in {plot_endpoints(summaries, args.plot)}")
+        try:
+            print(f"confirmation: endpoints drawn in {plot_endpoints(summaries, args.plot)}")
+        except ValueError as exc:
+            print(f"confirmation: error: --plot {args.plot}: {exc}", file=sys.stderr)
+            return 2
     return 0
 
 

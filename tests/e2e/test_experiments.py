@@ -457,6 +457,15 @@ def test_confirmation_report_pairs_arms_by_method_and_seed_and_judges_each_endpo
     assert "0,0,0,5,5" in rule_row and " 1.250 " in rule_row
     assert json.loads((tmp_path / "r.json").read_text())[0]["stream"] == "A"
     assert conf.main(["report", "--output", str(tmp_path / "none")]) == 2
+    one_pair = tmp_path / "one"  # one finished pair: a table, but no interval to draw
+    for arm in ("lump", "lump_freeze", "fixed3", "tau0"):
+        folder = one_pair / "A" / "simsiam" / "e3" / arm / "seed1000"
+        folder.mkdir(parents=True)
+        source = tmp_path / "A" / "simsiam" / "e3" / arm / "seed1000" / "results.json"
+        (folder / "results.json").write_text(source.read_text())
+    capsys.readouterr()
+    assert conf.main(["report", "--output", str(one_pair), "--plot", str(tmp_path / "one.png")]) == 2
+    assert "--plot" in capsys.readouterr().err and not (tmp_path / "one.png").exists()
 
 
 def test_confirmation_copies_finished_results_both_ways_and_never_overwrites(tmp_path):

@@ -352,13 +352,7 @@ def paired_differences_figure(rows: Sequence[Dict[str, Any]], *, xlabel: str):
         if len(row.get("differences") or ()) < 2:
             raise ValueError(f"row {row.get('label')!r} has {len(row.get('differences') or ())} differences; "
                              "accepted: at least 2 (an interval needs a spread)")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(PAIRED_WIDTH, PAIRED_ROW * len(rows) + 0.9), dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot(1, 1, 1)
+    fig, (ax,) = _figure(1, (PAIRED_WIDTH, PAIRED_ROW * len(rows) + 0.9))
     ax.axvline(0.0, color="grey", linewidth=0.8)
     for k, row in enumerate(rows):
         y = len(rows) - 1 - k

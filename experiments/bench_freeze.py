@@ -33,9 +33,10 @@ standard error), each other arm's difference from LUMP (what that control, fixed
 ablation costs against training every unit) and, for the rule against LUMP, what the seeds can
 resolve (the per-seed spread of the paired differences and the seeds a 0.3-point bound would
 need); writes ``bench.json`` and, with ``--plot``, a PNG of accuracy vs backward FLOPs per arm.
-Finished runs are reused, so an interrupted grid continues where it stopped. A run that fails (diverged training, an unreadable
-folder) is named on stderr and under its cell's table and left out; a failed LUMP or rule run
-leaves out its seed from the cell (nothing else of that seed is compared), and the exit code is 1.
+Finished runs are reused, so an interrupted grid continues where it stopped. A run that fails
+(diverged training, an unreadable folder) is named on stderr and under its cell's table and left
+out; a failed LUMP or rule run leaves out its seed from the cell (nothing else of that seed is
+compared), and the exit code is 1.
 Ends with one machine-readable line (the mean over cells when there are several):
 
     backward_flops_ratio=X activation_bytes_ratio=Y time_ratio=Z knn_acc_delta=D forgetting_delta=F
